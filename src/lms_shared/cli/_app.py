@@ -1,0 +1,83 @@
+"""Commands: ``version``, ``settings``, ``openapi export``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lms_shared.cli._loading import load_app
+from lms_shared.errors import SettingsError
+from lms_shared.settings import load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="lms-shared",
+    help="The LMS platform's shared chassis: inspect settings, export API documents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+openapi_app = typer.Typer(help="OpenAPI documents of services.", no_args_is_help=True)
+app.add_typer(openapi_app, name="openapi")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def version() -> None:
+    """Print the installed lms-shared version."""
+    from lms_shared import __version__  # noqa: PLC0415 (avoids an import cycle)
+
+    out.print(f"lms-shared {__version__}")
+
+
+@app.command()
+def settings(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print the effective settings (environment, .env, secrets dir), secrets redacted."""
+    try:
+        effective = load_settings().redacted()
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        out.print_json(json.dumps(effective, default=str))
+        return
+    table = Table("variable", "value", title="effective settings")
+    for name, value in effective.items():
+        table.add_row(f"LMS_{name.upper()}", "" if value is None else str(value))
+    out.print(table)
+
+
+@openapi_app.command("export")
+def openapi_export(
+    service: Annotated[str, typer.Argument(help="import path, e.g. examples.courses.app:service")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file to write (default: stdout)")
+    ] = None,
+) -> None:
+    """Write a service's OpenAPI 3.1 document as JSON."""
+    try:
+        document = load_app(service).openapi()
+    except (ValueError, SettingsError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    err.print(f"wrote {output} ({len(document.get('paths', {}))} paths)")
+
+
+def main() -> None:
+    """Entry point of the ``lms-shared`` script."""
+    app()

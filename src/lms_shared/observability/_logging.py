@@ -1,0 +1,135 @@
+"""The process-wide logging configuration, quarantined here.
+
+structlog and the standard library's ``logging`` are global by nature; this
+module is the only place that touches them. :func:`configure_logging` runs
+in the service lifespan and :func:`reset_logging` undoes it (tests).
+
+Every line is one JSON object (rendered with orjson) carrying the level, a
+UTC timestamp, the request id of the current request and any bound keys.
+Standard-library records (uvicorn, SQLAlchemy, ...) go through the same
+renderer so the whole process speaks one format.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal, TextIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from lms_shared.observability.context import request_id_var
+
+__all__ = ["configure_logging", "get_logger", "is_configured", "reset_logging"]
+
+_state: dict[str, Any] = {"configured": False, "handler": None}
+
+
+def _add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
+def _add_stdlib_logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict["logger_name"] = record.name
+    return event_dict
+
+
+def _orjson_dumps(obj: Any, default: Any = None) -> str:
+    return orjson.dumps(obj, default=default or str).decode()
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        _add_request_id,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def configure_logging(
+    *,
+    level: str = "info",
+    fmt: Literal["json", "console"] = "json",
+    stream: TextIO | None = None,
+) -> None:
+    """Send structlog and standard-library logs to ``stream`` in one format.
+
+    Args:
+        level: minimum level (``debug``, ``info``, ``warning``, ``error``).
+        fmt: ``json`` for machines, ``console`` for people.
+        stream: where lines go; standard output by default.
+    """
+    stream = stream or sys.stdout
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    renderer: Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, _add_stdlib_logger_name],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    if _state["handler"] is not None:
+        root.removeHandler(_state["handler"])
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
+    _state.update(configured=True, handler=handler)
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: structlog defaults, root handler removed."""
+    if _state["handler"] is not None:
+        logging.getLogger().removeHandler(_state["handler"])
+    structlog.reset_defaults()
+    _state.update(configured=False, handler=None)
+
+
+def is_configured() -> bool:
+    """Whether :func:`configure_logging` has run (and not been reset)."""
+    return bool(_state["configured"])
+
+
+def get_logger(name: str | None = None, **initial: Any) -> Any:
+    """A structlog logger, optionally with keys bound to every line.
+
+    Args:
+        name: logger name, added as ``logger_name``.
+        **initial: keys bound to every line of this logger.
+    """
+    if name is not None:
+        initial["logger_name"] = name
+    # keyword values keep the proxy lazy: configuration made later (in the
+    # lifespan) still applies to loggers created at construction time
+    return structlog.get_logger(**initial)

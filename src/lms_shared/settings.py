@@ -1,0 +1,154 @@
+"""Service settings, read once at the edge from ``LMS_*`` variables.
+
+Sources, highest priority first: keyword overrides, environment variables,
+a ``.env`` file in the working directory, then one file per secret in the
+folder named by ``LMS_SECRETS_DIR`` (Kubernetes and Docker secrets). The
+service factory reads them once and hands small frozen values inward; no
+library module imports a global settings object.
+
+Every infrastructure concern has one URL; unset, it falls back to an
+embedded backend under ``LMS_STATE_DIR`` (``./.lms``) that needs nothing
+installed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lms_shared.errors import SettingsError
+
+__all__ = ["Settings", "load_settings", "redact_url"]
+
+Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+_SECRET_MARKERS = ("secret", "password", "token", "key")
+
+
+class Settings(BaseSettings):
+    """Every setting a service reads, with its ``LMS_`` variable name.
+
+    Attributes:
+        env: deployment environment; ``production`` turns on strict checks.
+        state_dir: folder of the embedded backends (SQLite files, event logs).
+        log_level: minimum level of log lines.
+        log_format: ``json`` (one object a line) or ``console`` (for people).
+        database_url: SQLAlchemy URL; unset means SQLite in ``state_dir``.
+        events_url: event bus URL; unset means files in ``state_dir``.
+        discovery_url: registry URL; unset means files in ``state_dir``.
+        ratelimit_url: rate-limit storage URL; unset means memory.
+        telemetry_url: OTLP collector URL; unset means no export.
+        request_timeout: seconds a request may take before a 504 problem.
+        max_body_bytes: largest request body accepted before a 413 problem.
+        component_timeout: seconds each component may take to start or stop.
+        drain_timeout: seconds shutdown waits for in-flight requests.
+        health_check_timeout: seconds each readiness check may take.
+        problem_base_uri: prefix of every problem ``type`` URI.
+        docs_enabled: serve ``/docs`` and ``/openapi.json``.
+        secret_key: the service's own signing secret, if it has one.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="LMS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    state_dir: Path = Path(".lms")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    database_url: str | None = None
+    events_url: str | None = None
+    discovery_url: str | None = None
+    ratelimit_url: str | None = None
+    telemetry_url: str | None = None
+
+    request_timeout: Seconds = 30.0
+    max_body_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 1 << 20
+    component_timeout: Seconds = 10.0
+    drain_timeout: Seconds = 10.0
+    health_check_timeout: Seconds = 2.0
+    problem_base_uri: str = "https://lms.example.org/problems/"
+    docs_enabled: bool = True
+
+    secret_key: SecretStr | None = None
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as a JSON-ready dict, secrets hidden.
+
+        ``SecretStr`` values and fields whose name looks secret become
+        ``"**********"``; passwords inside URLs are masked too.
+        """
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump(mode="json").items():
+            raw = getattr(self, name)
+            if isinstance(raw, SecretStr) or (
+                value is not None and any(m in name for m in _SECRET_MARKERS)
+            ):
+                out[name] = "**********" if value is not None else None
+            elif name.endswith("_url") and isinstance(value, str):
+                out[name] = redact_url(value)
+            else:
+                out[name] = value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Mask the password of a URL's userinfo (``user:***@host``).
+
+    Args:
+        url: any URL; strings that do not parse are returned unchanged.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning validation errors into a clear report.
+
+    Args:
+        **overrides: values that win over every other source (tests, CLI).
+
+    Raises:
+        SettingsError: naming each invalid ``LMS_*`` variable and why.
+    """
+    secrets_dir = os.environ.get("LMS_SECRETS_DIR")
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise SettingsError([("LMS_SECRETS_DIR", f"not a directory: {secrets_dir}")])
+    try:
+        if secrets_dir is not None:
+            return Settings(_secrets_dir=secrets_dir, **overrides)
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        variable = "LMS_" + "__".join(loc).upper()
+        message = err["msg"]
+        secret = any(m in "_".join(loc).lower() for m in _SECRET_MARKERS)
+        if not secret and err.get("input") is not None and not isinstance(err["input"], dict):
+            shown = repr(err["input"])
+            message += f" (got {shown[:60]})"
+        problems.append((variable, message))
+    return problems

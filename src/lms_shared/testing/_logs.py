@@ -1,0 +1,55 @@
+"""Capture the log lines a block of code writes, as dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from lms_shared.observability.context import request_id_var
+
+__all__ = ["CapturedLogs", "capture_logs"]
+
+
+class CapturedLogs(list[dict[str, Any]]):
+    """The captured lines; a list of event dicts with helpers."""
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        """The lines whose ``event`` equals ``event``."""
+        return [line for line in self if line.get("event") == event]
+
+
+@contextmanager
+def capture_logs() -> Iterator[CapturedLogs]:
+    """Capture every structlog line written inside the block.
+
+    Each line is the event dict after the library's context processors
+    (``request_id`` is included), with ``log_level`` set. Capture replaces
+    the configured processors for the duration of the block.
+    """
+    captured = CapturedLogs()
+
+    def add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        request_id = request_id_var.get()
+        if request_id is not None:
+            event_dict.setdefault("request_id", request_id)
+        return event_dict
+
+    def keep(_: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+        event_dict["log_level"] = method if method != "exception" else "error"
+        captured.append(dict(event_dict))
+        raise structlog.DropEvent
+
+    old = structlog.get_config()
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, add_request_id, keep],
+        wrapper_class=structlog.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield captured
+    finally:
+        structlog.configure(**old)
