@@ -32,7 +32,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
 pytest: $(STAMP)
-	$(BIN)/pytest --cov --cov-report=term $(ARGS)
+	$(BIN)/coverage run -m pytest $(ARGS)
+	$(BIN)/coverage report
 
 test: lint typecheck pytest
 

@@ -51,6 +51,27 @@ class Settings(BaseSettings):
         problem_base_uri: prefix of every problem ``type`` URI.
         docs_enabled: serve ``/docs`` and ``/openapi.json``.
         secret_key: the service's own signing secret, if it has one.
+        database_replica_urls: read replicas (JSON list of URLs); read-only
+            transactions go to them in turn.
+        database_schema: PostgreSQL schema (``search_path``) of the service.
+        database_pool_size: connections kept open in the pool.
+        database_max_overflow: extra connections opened under load.
+        database_pool_timeout: seconds to wait for a pooled connection
+            before a 503 ``database-busy`` problem.
+        database_pool_recycle: seconds after which a connection is replaced.
+        database_pool_pre_ping: test each connection as it leaves the pool.
+        database_connect_timeout: seconds one connection attempt may take.
+        database_statement_timeout: seconds one statement may run
+            (PostgreSQL ``statement_timeout``).
+        database_busy_timeout: seconds SQLite waits for another writer.
+        database_connect_retries: connection attempts at start-up and after
+            the connection is lost, before ``DatabaseUnavailable``.
+        database_retry_attempts: attempts of a unit of work that hits a
+            serialization failure or deadlock.
+        database_retry_backoff: first backoff delay (seconds); doubles per retry.
+        database_migrate_on_start: apply the service's migrations at start-up.
+        database_fail_fast: refuse to start when the database is unreachable
+            (otherwise start and report not ready).
     """
 
     model_config = SettingsConfigDict(
@@ -83,6 +104,22 @@ class Settings(BaseSettings):
 
     secret_key: SecretStr | None = None
 
+    database_replica_urls: list[str] = Field(default_factory=list)
+    database_schema: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] | None = None
+    database_pool_size: Annotated[int, Field(ge=1, le=1000)] = 5
+    database_max_overflow: Annotated[int, Field(ge=0, le=1000)] = 10
+    database_pool_timeout: Seconds = 5.0
+    database_pool_recycle: Seconds = 1800.0
+    database_pool_pre_ping: bool = True
+    database_connect_timeout: Seconds = 5.0
+    database_statement_timeout: Seconds = 30.0
+    database_busy_timeout: Seconds = 5.0
+    database_connect_retries: Annotated[int, Field(ge=1, le=100)] = 5
+    database_retry_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    database_retry_backoff: Seconds = 0.05
+    database_migrate_on_start: bool = False
+    database_fail_fast: bool = True
+
     def redacted(self) -> dict[str, Any]:
         """The effective settings as a JSON-ready dict, secrets hidden.
 
@@ -98,6 +135,8 @@ class Settings(BaseSettings):
                 out[name] = "**********" if value is not None else None
             elif name.endswith("_url") and isinstance(value, str):
                 out[name] = redact_url(value)
+            elif name.endswith("_urls") and isinstance(value, list):
+                out[name] = [redact_url(item) for item in value]
             else:
                 out[name] = value
         return out

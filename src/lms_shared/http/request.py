@@ -116,7 +116,7 @@ class RequestMiddleware:
         state = self.state
         state.enter()
         try:
-            if state.draining:
+            if state.draining and not scope["path"].startswith("/health/"):
                 status = await self._send_problem(
                     send,
                     scope,

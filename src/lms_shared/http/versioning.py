@@ -11,7 +11,7 @@ request it serves, never per request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -46,7 +46,9 @@ class Deprecation:
         """The raw response headers announcing this deprecation."""
         out = [(b"deprecation", f"@{int(self.at.timestamp())}".encode())]
         if self.sunset is not None:
-            out.append((b"sunset", format_datetime(self.sunset, usegmt=True).encode()))
+            out.append(
+                (b"sunset", format_datetime(self.sunset.astimezone(UTC), usegmt=True).encode())
+            )
         if self.link is not None:
             out.append((b"link", f'<{self.link}>; rel="deprecation"'.encode()))
         return out

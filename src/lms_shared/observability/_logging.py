@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -24,7 +26,7 @@ from lms_shared.observability.context import request_id_var
 
 __all__ = ["configure_logging", "get_logger", "is_configured", "reset_logging"]
 
-_state: dict[str, Any] = {"configured": False, "handler": None}
+_state: dict[str, Any] = {"configured": False, "handler": None, "captures": 0}
 
 
 def _add_request_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -75,17 +77,18 @@ def configure_logging(
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     shared = _shared_processors()
-    structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=False,
-    )
+    if _state["captures"] == 0:  # a test capturing lines keeps its capture
+        structlog.configure(
+            processors=[
+                *shared,
+                structlog.processors.StackInfoRenderer(),
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric),
+            logger_factory=structlog.PrintLoggerFactory(stream),
+            cache_logger_on_first_use=False,
+        )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, _add_stdlib_logger_name],
         processors=[
@@ -103,8 +106,9 @@ def configure_logging(
     root.setLevel(numeric)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         named = logging.getLogger(name)
-        named.handlers.clear()
-        named.propagate = True
+        if named.handlers:  # a logger uvicorn disabled (--no-access-log) stays off
+            named.handlers.clear()
+            named.propagate = True
     _state.update(configured=True, handler=handler)
 
 
@@ -133,3 +137,18 @@ def get_logger(name: str | None = None, **initial: Any) -> Any:
     # keyword values keep the proxy lazy: configuration made later (in the
     # lifespan) still applies to loggers created at construction time
     return structlog.get_logger(**initial)
+
+
+@contextmanager
+def capturing() -> Iterator[None]:
+    """Keep :func:`configure_logging` from replacing a test's log capture.
+
+    Used by :func:`lms_shared.testing.capture_logs`, so a service started
+    inside a capture block (its lifespan configures logging) still writes
+    into the capture.
+    """
+    _state["captures"] += 1
+    try:
+        yield
+    finally:
+        _state["captures"] -= 1

@@ -47,7 +47,10 @@ async def lifespan(app: Any, *, timeout: float = 30.0) -> AsyncIterator[None]:
     async with asyncio.timeout(timeout):
         message = await from_app.get()
     if message["type"] == "lifespan.startup.failed":
-        await task
+        try:
+            await task
+        except Exception as exc:
+            raise LifespanError(message.get("message") or repr(exc)) from exc
         raise LifespanError(message.get("message", "startup failed"))
     try:
         yield

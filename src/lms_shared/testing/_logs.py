@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from lms_shared.observability._logging import capturing
 from lms_shared.observability.context import request_id_var
 
 __all__ = ["CapturedLogs", "capture_logs"]
@@ -39,17 +41,18 @@ def capture_logs() -> Iterator[CapturedLogs]:
         return event_dict
 
     def keep(_: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        event_dict["log_level"] = method if method != "exception" else "error"
+        event_dict["log_level"] = method
         captured.append(dict(event_dict))
         raise structlog.DropEvent
 
     old = structlog.get_config()
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, add_request_id, keep],
-        wrapper_class=structlog.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=False,
     )
     try:
-        yield captured
+        with capturing():
+            yield captured
     finally:
         structlog.configure(**old)

@@ -1,0 +1,81 @@
+"""The process-wide logging configuration."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from lms_shared.observability import (
+    configure_logging,
+    current_request_id,
+    get_logger,
+    is_configured,
+    reset_logging,
+)
+from lms_shared.observability.context import request_id_var
+
+
+def test_json_lines_carry_level_time_request_id_and_bound_keys() -> None:
+    stream = io.StringIO()
+    configure_logging(level="info", fmt="json", stream=stream)
+    assert is_configured()
+    token = request_id_var.set("req-42")
+    try:
+        get_logger("grading", service="grading").info("grade recorded", score=9.5)
+        get_logger("grading").debug("not shown")
+    finally:
+        request_id_var.reset(token)
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["event"] == "grade recorded"
+    assert line["score"] == 9.5
+    assert line["service"] == "grading"
+    assert line["logger_name"] == "grading"
+    assert line["request_id"] == "req-42"
+    assert line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+    assert current_request_id() is None
+
+
+def test_stdlib_records_use_the_same_renderer() -> None:
+    stream = io.StringIO()
+    configure_logging(level="warning", stream=stream)
+    logging.getLogger("sqlalchemy.pool").warning("pool is %s", "exhausted")
+    logging.getLogger("sqlalchemy.pool").info("not shown")
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["event"] == "pool is exhausted"
+    assert line["logger_name"] == "sqlalchemy.pool"
+    assert line["level"] == "warning"
+
+
+def test_exceptions_are_rendered_with_their_traceback() -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    try:
+        raise KeyError("course-9")
+    except KeyError:
+        get_logger().exception("lookup failed")
+    line = json.loads(stream.getvalue())
+    assert "KeyError: 'course-9'" in line["exception"]
+    assert line["level"] == "error"
+
+
+def test_console_format_is_for_people() -> None:
+    stream = io.StringIO()
+    configure_logging(fmt="console", stream=stream)
+    get_logger().info("hello", who="instructor")
+    text = stream.getvalue()
+    assert "hello" in text
+    assert "who=instructor" in text
+    assert not text.startswith("{")
+
+
+def test_reconfigure_replaces_the_handler_and_reset_removes_it() -> None:
+    root = logging.getLogger()
+    before = len(root.handlers)
+    configure_logging(stream=io.StringIO())
+    configure_logging(stream=io.StringIO())
+    assert len(root.handlers) == before + 1
+    reset_logging()
+    assert len(root.handlers) == before
+    assert not is_configured()

@@ -1,0 +1,134 @@
+"""The OpenAPI 3.1 document and its shared components."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, Request
+from pydantic import BaseModel
+
+from lms_shared import Service
+from lms_shared.http import Page, PageParams, page_params
+from lms_shared.testing import service_client
+
+
+class Course(BaseModel):
+    id: int
+    title: str
+
+
+@pytest.fixture
+def service(make_service: Callable[..., Service]) -> Service:
+    service = make_service()
+    v1 = service.api(1, tags=["courses"])
+
+    @v1.get("/courses", summary="List courses")
+    async def list_courses(
+        request: Request, params: Annotated[PageParams, Depends(page_params)]
+    ) -> Page[Course]:
+        return Page[Course].build([], None, request)
+
+    @v1.post("/courses", status_code=201, responses={409: {"description": "title taken"}})
+    async def create(course: Course) -> Course:
+        return course
+
+    @v1.get("/courses/{course_id}")
+    async def read(course_id: int) -> Course:
+        return Course(id=course_id, title="x")
+
+    service.include(v1)
+    return service
+
+
+@pytest.fixture
+async def document(service: Service) -> dict[str, Any]:
+    async with service_client(service) as client:
+        response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_is_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"].startswith("3.1")
+    assert document["info"] == {"title": "courses service", "version": "1.0.0"}
+
+
+def test_problem_schema_and_security_schemes(document: dict[str, Any]) -> None:
+    components = document["components"]
+    problem = components["schemas"]["Problem"]
+    assert {"type", "title", "status", "code"} <= set(problem["required"])
+    assert problem["examples"][0]["code"] == "not-found"
+    assert components["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert components["securitySchemes"]["apiKeyAuth"]["name"] == "X-API-Key"
+    assert "HTTPValidationError" not in components["schemas"]
+
+
+def test_every_error_response_is_a_problem(document: dict[str, Any]) -> None:
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) < 400 or (path.startswith("/health/") and status == "503"):
+                    continue  # a failing probe answers with its health report
+                content = response.get("content", {})
+                assert list(content) == ["application/problem+json"], (path, method, status)
+                assert content["application/problem+json"]["schema"] == {
+                    "$ref": "#/components/schemas/Problem"
+                }
+
+
+def test_operations_list_the_errors_they_can_produce(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    create = paths["/v1/courses"]["post"]["responses"]
+    assert {"201", "400", "409", "413", "415", "422", "500", "503", "504"} <= set(create)
+    assert create["409"]["description"] == "title taken"
+    assert create["409"]["content"]["application/problem+json"]["example"]["code"] == "conflict"
+    read = paths["/v1/courses/{course_id}"]["get"]["responses"]
+    assert "404" in read
+    assert "413" not in read
+    live = paths["/health/live"]["get"]["responses"]
+    assert "422" not in live
+
+
+def test_paging_envelope_is_documented(document: dict[str, Any]) -> None:
+    ok = document["paths"]["/v1/courses"]["get"]["responses"]["200"]
+    ref = ok["content"]["application/json"]["schema"]["$ref"]
+    envelope = document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert set(envelope["properties"]) == {"items", "next_cursor", "links"}
+    parameters = {p["name"] for p in document["paths"]["/v1/courses"]["get"]["parameters"]}
+    assert parameters == {"limit", "cursor"}
+
+
+def test_document_is_cached_and_rebuilt_after_include(service: Service) -> None:
+    first = service.app.openapi()
+    assert service.app.openapi() is first
+    v2 = service.api(2)
+
+    @v2.get("/courses")
+    async def list_v2() -> list[int]:
+        return []
+
+    service.include(v2)
+    assert "/v2/courses" in service.app.openapi()["paths"]
+    json.dumps(service.app.openapi())
+
+
+async def test_docs_can_be_turned_off(make_service: Callable[..., Service]) -> None:
+    service = make_service(docs_enabled=False)
+    async with service_client(service) as client:
+        assert (await client.get("/openapi.json")).status_code == 404
+        assert (await client.get("/docs")).status_code == 404
+
+
+async def test_swagger_ui_is_served(service: Service) -> None:
+    async with service_client(service) as client:
+        response = await client.get("/docs")
+    assert response.status_code == 200
+    assert "/openapi.json" in response.text
+
+
+def test_failing_probe_documents_its_report(document: dict[str, Any]) -> None:
+    failing = document["paths"]["/health/ready"]["get"]["responses"]["503"]
+    assert failing["content"]["application/json"]["schema"]["$ref"].endswith("HealthReport")
