@@ -1,0 +1,1 @@
+"""The courses service: courses, their modules and lessons, and publishing."""

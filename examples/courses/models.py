@@ -1,0 +1,82 @@
+"""Request and response models of the courses API, and its problem codes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lms_shared.errors import error_code
+
+__all__ = [
+    "COURSE_NOT_READY",
+    "Course",
+    "CourseCreate",
+    "CourseStatus",
+    "Lesson",
+    "LessonCreate",
+    "Module",
+    "ModuleCreate",
+]
+
+CourseStatus = Literal["draft", "published"]
+
+COURSE_NOT_READY = error_code("course-not-ready", 409, "Course cannot be published yet")
+
+
+class LessonCreate(BaseModel):
+    """A new lesson of a module."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200, examples=["Why services fail"])
+    duration_minutes: int = Field(ge=1, le=600, examples=[25])
+
+
+class Lesson(LessonCreate):
+    """A lesson."""
+
+    id: UUID
+
+
+class ModuleCreate(BaseModel):
+    """A new module (a chapter) of a course."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200, examples=["Foundations"])
+
+
+class Module(ModuleCreate):
+    """A module and its lessons, in order."""
+
+    id: UUID
+    lessons: list[Lesson] = Field(default_factory=list)
+
+
+class CourseCreate(BaseModel):
+    """A new course; it starts as a draft."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        pattern=r"^[A-Z]{2,6}[0-9]{2,4}$",
+        description="catalogue code, unique within the organization",
+        examples=["CS101"],
+    )
+    title: str = Field(min_length=1, max_length=200, examples=["Distributed systems"])
+    description: str = Field("", max_length=5000)
+    organization_id: UUID
+    instructor_id: UUID
+
+
+class Course(CourseCreate):
+    """A course with its outline."""
+
+    id: UUID
+    status: CourseStatus
+    modules: list[Module] = Field(default_factory=list)
+    created_at: datetime
+    published_at: datetime | None = None

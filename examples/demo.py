@@ -1,0 +1,155 @@
+"""``make demo``: run the example LMS platform and a scripted scenario.
+
+Starts identity, courses, enrollments and grading as four uvicorn
+processes (logs under ``<LMS_STATE_DIR>/demo/``), waits until each is
+ready, plays :mod:`examples.scenario` against them and prints a summary.
+Without ``--once`` the services then stay up until Ctrl-C (or SIGTERM);
+either way every child process is stopped before the runner exits.
+
+Usage: ``python -m examples.demo [--once] [--start-timeout SECONDS]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import httpx
+from rich.console import Console
+from rich.padding import Padding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from examples.driver import StepResult, run_step
+from examples.processes import Platform, PlatformError, ServiceProcess
+from examples.report import services_table, step_line, stopped_line, summary_table
+from examples.scenario import STEPS, Scenario
+from examples.topology import SERVICES, port_base, service_port
+from lms_shared import SettingsError, load_settings
+
+__all__ = ["main", "run_scenario"]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.demo", description="Run the example LMS platform."
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="exit after the scenario (code 0 only if every step worked)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the services may take to become ready (default: 60)",
+    )
+    return parser.parse_args(argv)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def run_scenario(console: Console, urls: Mapping[str, str]) -> list[StepResult]:
+    """Play every step with a progress bar; after a failure the rest are skipped."""
+    results: list[StepResult] = []
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with (
+        httpx.Client(timeout=10.0) as client,
+        Progress(*columns, console=console, transient=True) as progress,
+    ):
+        scenario = Scenario(client, urls)
+        task = progress.add_task("scenario", total=len(STEPS))
+        for number, step in enumerate(STEPS, 1):
+            if results and not results[-1].ok:
+                results.append(StepResult(step.title, "SKIPPED", "an earlier step failed"))
+            else:
+                progress.update(task, description=step.title)
+                results.append(run_step(step, scenario))
+                progress.console.print(step_line(number, results[-1]))
+                for detail in scenario.details:
+                    progress.console.print(Padding(detail, (0, 0, 0, 6)))
+                scenario.details.clear()
+            progress.advance(task)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return the process exit code."""
+    args = _parse(argv)
+    console = Console(highlight=False)
+    try:
+        base = port_base()
+        log_dir = load_settings().state_dir / "demo"
+    except (ValueError, SettingsError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_USAGE
+    platform = Platform(
+        {name: service_port(name, base) for name in SERVICES},
+        root=ROOT,
+        log_dir=log_dir,
+        environ=os.environ,
+    )
+    atexit.register(platform.stop)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _interrupt)
+    try:
+        return _run(console, platform, once=args.once, start_timeout=args.start_timeout)
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted[/]")
+        return EXIT_INTERRUPTED if args.once else 0
+    except PlatformError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return EXIT_FAILED
+    finally:
+        # a second Ctrl-C must not cut the clean-up short; stopping is bounded anyway
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)
+        with console.status("stopping the services"):
+            codes = platform.stop()
+        if codes:
+            console.print(stopped_line(codes))
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(console: Console, platform: Platform, *, once: bool, start_timeout: float) -> int:
+    console.rule("[bold]LMS platform demo")
+    platform.start()  # before any console thread: children are forked here
+    with console.status("starting the services") as status:
+
+        def ready(svc: ServiceProcess) -> None:
+            console.print(f"[green]✓[/] {svc.name} ready at {svc.url}")
+            status.update(f"waiting for the services ({svc.name} is ready)")
+
+        platform.wait_ready(start_timeout, on_ready=ready)
+    results = run_scenario(console, {s.name: s.url for s in platform.services})
+    console.print()
+    console.print(summary_table(results))
+    for result in results:
+        if result.result == "FAILED":
+            console.print(f"[red]{result.title} failed:[/] {result.summary}")
+    console.print(services_table(platform.services))
+    if not once:
+        console.print("[bold]The platform is up.[/] Press Ctrl-C to stop it.")
+        platform.watch()  # returns only by raising
+    return 0 if all(result.ok for result in results) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

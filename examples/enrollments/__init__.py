@@ -1,0 +1,1 @@
+"""The enrollments service: students enrolled in published courses."""

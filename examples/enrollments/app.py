@@ -1,0 +1,130 @@
+"""The enrollments service's app: ``uvicorn examples.enrollments.app:app``.
+
+Enrolling asks identity whether the user exists and is a student, and
+courses whether the course exists and is published, over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+from uuid import UUID
+
+import httpx
+from fastapi import Depends, Request, Response
+
+from examples.topology import service_url
+from examples.upstream import Upstream
+from lms_shared import Conflict, NotFound, Service, Settings, create_service
+from lms_shared.http import Page, PageParams, page_params
+
+from .models import (
+    COURSE_NOT_PUBLISHED,
+    NOT_A_STUDENT,
+    Enrollment,
+    EnrollmentCreate,
+    EnrollmentStatus,
+)
+from .store import EnrollmentStore
+
+__all__ = ["app", "build_service", "service"]
+
+VERSION = "0.1.0"
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def build_service(
+    *,
+    settings: Settings | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> Service:
+    """Build the enrollments service with a fresh, empty store.
+
+    Args:
+        settings: explicit settings; read from ``LMS_*`` when omitted.
+        transports: per upstream (``identity``, ``courses``), an httpx
+            transport to use instead of the network (tests).
+    """
+    service = create_service(
+        "enrollments",
+        VERSION,
+        settings=settings,
+        title="Enrollments service",
+        description="Students enrolled in published courses.",
+    )
+    transports = transports or {}
+    identity = Upstream("identity", service_url("identity"), transport=transports.get("identity"))
+    courses = Upstream("courses", service_url("courses"), transport=transports.get("courses"))
+    for upstream in (identity, courses):
+        service.add_component(upstream.component())
+        service.health.add(upstream.name, upstream.ping, critical=False)
+    store = EnrollmentStore(service.clock)
+    v1 = service.api(1, tags=["enrollments"])
+
+    @v1.post(
+        "/enrollments",
+        status_code=201,
+        responses={
+            404: {"description": "the user or the course does not exist"},
+            409: {
+                "description": "not-a-student, course-not-published, another organization,"
+                " or already-enrolled"
+            },
+        },
+    )
+    async def enroll(body: EnrollmentCreate, response: Response) -> Enrollment:
+        """Enroll a student in a published course of the same organization."""
+        user = await identity.get_json(f"/v1/users/{body.user_id}")
+        if user is None:
+            raise NotFound(f"user {body.user_id} does not exist")
+        if user["role"] != "student":
+            raise Conflict(
+                f"user {body.user_id} is {user['role']}, not a student", code=NOT_A_STUDENT
+            )
+        course = await courses.get_json(f"/v1/courses/{body.course_id}")
+        if course is None:
+            raise NotFound(f"course {body.course_id} does not exist")
+        if course["status"] != "published":
+            raise Conflict(
+                f"course {course['code']} is a draft; publish it before enrolling students",
+                code=COURSE_NOT_PUBLISHED,
+            )
+        if course["organization_id"] != user["organization_id"]:
+            raise Conflict(f"user {body.user_id} belongs to another organization")
+        enrollment = await store.enroll(body)
+        response.headers["location"] = f"/v1/enrollments/{enrollment.id}"
+        return enrollment
+
+    @v1.get("/enrollments")
+    async def list_enrollments(
+        request: Request,
+        paging: Paging,
+        course_id: UUID | None = None,
+        user_id: UUID | None = None,
+        status: EnrollmentStatus | None = None,
+    ) -> Page[Enrollment]:
+        """List enrollments, optionally by course, user or status, a page at a time."""
+        items, cursor = await store.enrollments(
+            paging, course_id=course_id, user_id=user_id, status=status
+        )
+        return Page[Enrollment].build(items, cursor, request)
+
+    @v1.get("/enrollments/{enrollment_id}")
+    async def get_enrollment(enrollment_id: UUID) -> Enrollment:
+        """Get one enrollment."""
+        return await store.enrollment(enrollment_id)
+
+    @v1.post(
+        "/enrollments/{enrollment_id}/withdraw",
+        responses={409: {"description": "already withdrawn"}},
+    )
+    async def withdraw(enrollment_id: UUID) -> Enrollment:
+        """Withdraw an active enrollment."""
+        return await store.withdraw(enrollment_id)
+
+    service.include(v1)
+    return service
+
+
+service = build_service()
+app = service.app

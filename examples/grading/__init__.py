@@ -1,0 +1,1 @@
+"""The grading service: submissions of enrolled students and their grades."""

@@ -1,0 +1,116 @@
+"""The grading service's app: ``uvicorn examples.grading.app:app``.
+
+A submission is accepted only under an active enrollment, which grading
+checks with the enrollments service over HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+from uuid import UUID
+
+import httpx
+from fastapi import Depends, Request, Response
+
+from examples.topology import service_url
+from examples.upstream import Upstream
+from lms_shared import Conflict, NotFound, Service, Settings, create_service
+from lms_shared.http import Page, PageParams, page_params
+
+from .models import ENROLLMENT_INACTIVE, Grade, GradeCreate, Submission, SubmissionCreate
+from .store import GradingStore
+
+__all__ = ["app", "build_service", "service"]
+
+VERSION = "0.1.0"
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+def build_service(
+    *,
+    settings: Settings | None = None,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> Service:
+    """Build the grading service with a fresh, empty store.
+
+    Args:
+        settings: explicit settings; read from ``LMS_*`` when omitted.
+        transports: per upstream (``enrollments``), an httpx transport to
+            use instead of the network (tests).
+    """
+    service = create_service(
+        "grading",
+        VERSION,
+        settings=settings,
+        title="Grading service",
+        description="Submissions of enrolled students and their grades.",
+    )
+    enrollments = Upstream(
+        "enrollments",
+        service_url("enrollments"),
+        transport=(transports or {}).get("enrollments"),
+    )
+    service.add_component(enrollments.component())
+    service.health.add("enrollments", enrollments.ping, critical=False)
+    store = GradingStore(service.clock)
+    v1 = service.api(1, tags=["grading"])
+
+    @v1.post(
+        "/submissions",
+        status_code=201,
+        responses={
+            404: {"description": "the enrollment does not exist"},
+            409: {"description": "enrollment-inactive, or the assignment was already submitted"},
+        },
+    )
+    async def submit(body: SubmissionCreate, response: Response) -> Submission:
+        """Hand in an assignment under an active enrollment."""
+        enrollment = await enrollments.get_json(f"/v1/enrollments/{body.enrollment_id}")
+        if enrollment is None:
+            raise NotFound(f"enrollment {body.enrollment_id} does not exist")
+        if enrollment["status"] != "active":
+            raise Conflict(
+                f"enrollment {body.enrollment_id} is {enrollment['status']}",
+                code=ENROLLMENT_INACTIVE,
+            )
+        submission = await store.submit(
+            body, course_id=enrollment["course_id"], student_id=enrollment["user_id"]
+        )
+        response.headers["location"] = f"/v1/submissions/{submission.id}"
+        return submission
+
+    @v1.get("/submissions")
+    async def list_submissions(
+        request: Request,
+        paging: Paging,
+        course_id: UUID | None = None,
+        student_id: UUID | None = None,
+        assignment: str | None = None,
+    ) -> Page[Submission]:
+        """List submissions with their grades, a page at a time."""
+        items, cursor = await store.submissions(
+            paging, course_id=course_id, student_id=student_id, assignment=assignment
+        )
+        return Page[Submission].build(items, cursor, request)
+
+    @v1.get("/submissions/{submission_id}")
+    async def get_submission(submission_id: UUID) -> Submission:
+        """Get one submission and its grade."""
+        return await store.submission(submission_id)
+
+    @v1.post(
+        "/submissions/{submission_id}/grade",
+        status_code=201,
+        responses={409: {"description": "already-graded"}},
+    )
+    async def grade(submission_id: UUID, body: GradeCreate) -> Grade:
+        """Record the grade of a submission (once)."""
+        return await store.grade(submission_id, body)
+
+    service.include(v1)
+    return service
+
+
+service = build_service()
+app = service.app

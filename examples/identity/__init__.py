@@ -1,0 +1,1 @@
+"""The identity service: organizations and their users, with roles."""

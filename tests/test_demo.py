@@ -1,0 +1,464 @@
+"""The example LMS platform: its services in-process, and `make demo` end to end."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from examples.courses.app import FLAT_LESSONS_DEPRECATION
+from examples.courses.app import build_service as build_courses
+from examples.demo import run_scenario
+from examples.enrollments.app import build_service as build_enrollments
+from examples.grading.app import build_service as build_grading
+from examples.identity.app import build_service as build_identity
+from examples.processes import Platform, PlatformError
+from examples.scenario import STEPS
+from rich.console import Console
+
+from lms_shared.testing import service_client
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBLEM = "application/problem+json"
+SERVICES = ("identity", "courses", "enrollments", "grading")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base() -> int:
+    """A random base in 20000-40000 whose four service ports are free."""
+    for _ in range(200):
+        base = random.randrange(20000, 40000)
+        if all(port_free(base + i) for i in range(1, 5)):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+def service_processes(base: int) -> list[str]:
+    """Command lines of live example services on the ports of ``base``."""
+    ports = {str(base + i) for i in range(1, 5)}
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "--port" in args and args.index("--port") + 1 < len(args):
+            port = args[args.index("--port") + 1]
+            if port in ports and any(a.startswith("examples.") for a in args):
+                found.append(" ".join(args))
+    return found
+
+
+def demo_env(base: int, state_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+    env.pop("FORCE_COLOR", None)
+    env.update(
+        LMS_DEMO_PORT_BASE=str(base),
+        LMS_STATE_DIR=str(state_dir),
+        NO_COLOR="1",
+        COLUMNS="120",
+    )
+    return env
+
+
+def summary_rows(output: str) -> dict[str, str]:
+    """``{step: result}`` from the summary table the demo prints."""
+    _, _, table = output.partition("Scenario summary")
+    rows = {}
+    for line in table.splitlines():
+        if line.startswith("Services"):
+            break
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        if len(cells) == 4 and cells[0].isdigit():
+            rows[cells[1]] = cells[2]
+    return rows
+
+
+def assert_platform_gone(base: int) -> None:
+    assert all(port_free(base + i) for i in range(1, 5)), "a service port is still taken"
+    assert service_processes(base) == []
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Where a demo runner started by a test writes, and its process (stopped after)."""
+    started: dict[str, Any] = {"base": free_port_base(), "state": tmp_path / "state"}
+    yield started
+    process: subprocess.Popen[bytes] | None = started.get("process")
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- `make demo` end to end ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_once_runs_every_step_and_stops_every_service(runner: dict[str, Any]) -> None:
+    base, state = runner["base"], runner["state"]
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.demo", "--once"],
+        cwd=ROOT,
+        env=demo_env(base, state),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert summary_rows(output) == {step.title: "OK" for step in STEPS}, output
+    for name, port in zip(SERVICES, range(base + 1, base + 5), strict=True):
+        assert f"http://127.0.0.1:{port}/docs" in output
+        log = state / "demo" / f"{name}.log"
+        assert '"event":"service started"' in log.read_text()
+    assert "stopped identity, courses, enrollments, grading" in output
+    assert_platform_gone(base)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_the_long_running_demo(runner: dict[str, Any], signum: int) -> None:
+    base, state = runner["base"], runner["state"]
+    out_path = state.parent / "demo.out"
+    with out_path.open("wb") as out:
+        process = runner["process"] = subprocess.Popen(
+            [sys.executable, "-m", "examples.demo"],
+            cwd=ROOT,
+            env=demo_env(base, state),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 180
+    ready: set[int] = set()
+    with httpx.Client(timeout=2.0) as client:
+        while len(ready) < 4 or "Press Ctrl-C" not in out_path.read_text():
+            assert process.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
+            for port in set(range(base + 1, base + 5)) - ready:
+                try:
+                    if client.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                        ready.add(port)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.2)
+    assert len(service_processes(base)) == 4
+
+    process.send_signal(signum)
+
+    assert process.wait(120) == 0, out_path.read_text()
+    assert "stopped identity, courses, enrollments, grading" in out_path.read_text()
+    assert_platform_gone(base)
+
+
+def test_demo_names_the_service_whose_port_is_taken(runner: dict[str, Any]) -> None:
+    base = runner["base"]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", base + 2))
+        squatter.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.demo", "--once"],
+            cwd=ROOT,
+            env=demo_env(base, runner["state"]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1
+    assert f"port {base + 2} for the courses service is already in use" in output
+    assert "LMS_DEMO_PORT_BASE" in output
+    assert_platform_gone(base)
+
+
+def test_platform_names_the_service_that_failed_and_its_log(tmp_path: Path) -> None:
+    port = free_port_base() + 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+    platform = Platform({"missing": port}, root=ROOT, log_dir=tmp_path, environ=env)
+    platform.start()
+    try:
+        with pytest.raises(PlatformError) as caught:
+            platform.wait_ready(120)
+    finally:
+        codes = platform.stop()
+    message = str(caught.value)
+    assert "the missing service exited with code 1 while starting" in message
+    assert str(tmp_path / "missing.log") in message
+    assert "examples.missing" in message  # the log's last lines say what went wrong
+    assert codes == {"missing": 1}
+    assert port_free(port)
+
+
+def test_scenario_skips_the_rest_after_a_failed_step() -> None:
+    base = free_port_base()  # nothing listens there
+    urls = {name: f"http://127.0.0.1:{base + i}" for i, name in enumerate(SERVICES, 1)}
+    out = io.StringIO()
+
+    results = run_scenario(Console(file=out, width=120), urls)
+
+    assert [r.result for r in results] == ["FAILED"] + ["SKIPPED"] * (len(STEPS) - 1)
+    assert results[0].summary.startswith("ConnectError")
+    assert "✗   1. Check every service is ready" in out.getvalue()
+
+
+# --- the services in-process ---------------------------------------------------------------------
+
+
+async def create_course(client: httpx.AsyncClient, code: str = "CS101") -> dict[str, Any]:
+    response = await client.post(
+        "/v1/courses",
+        json={
+            "code": code,
+            "title": "Distributed systems",
+            "organization_id": "0b5b1c4e-3a8e-4d57-9a4c-6f7e1f0f2a10",
+            "instructor_id": "5f0e8a52-2d47-4c1b-8a55-0d7c0c1d9e31",
+        },
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_courses_create_and_get() -> None:
+    async with service_client(build_courses()) as client:
+        course = await create_course(client)
+        response = await client.get(f"/v1/courses/{course['id']}")
+
+    assert course["status"] == "draft"
+    assert course["modules"] == []
+    assert response.status_code == 200
+    assert response.json() == course
+
+
+async def test_courses_unknown_course_is_a_404_problem() -> None:
+    missing = "7d3e9a4c-1111-4222-8333-444455556666"
+    async with service_client(build_courses()) as client:
+        response = await client.get(f"/v1/courses/{missing}")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith(PROBLEM)
+    problem = response.json()
+    assert problem["code"] == "not-found"
+    assert problem["detail"] == f"course {missing} does not exist"
+    assert problem["instance"] == f"/v1/courses/{missing}"
+
+
+async def test_courses_pages_follow_the_next_links() -> None:
+    async with service_client(build_courses()) as client:
+        created = {(await create_course(client, f"CS10{i}"))["id"] for i in range(5)}
+        seen: list[str] = []
+        sizes = []
+        url: str | None = "/v1/courses?limit=2"
+        while url is not None:
+            page = (await client.get(url)).json()
+            sizes.append(len(page["items"]))
+            seen.extend(item["id"] for item in page["items"])
+            url = page["links"]["next"]
+        forged = await client.get("/v1/courses", params={"cursor": "bm90IGEgY3Vyc29y"})
+
+    assert sizes == [2, 2, 1]
+    assert sorted(seen) == sorted(created)
+    assert forged.status_code == 400
+    assert forged.json()["code"] == "invalid-cursor"
+
+
+async def test_courses_invalid_body_is_a_validation_problem() -> None:
+    async with service_client(build_courses()) as client:
+        response = await client.post("/v1/courses", json={"code": "cs-101", "title": ""})
+
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["code"] == "validation-error"
+    pointers = {error["pointer"] for error in problem["errors"]}
+    assert pointers == {"#/code", "#/title", "#/organization_id", "#/instructor_id"}
+
+
+async def test_courses_publish_needs_a_lesson_and_happens_once() -> None:
+    async with service_client(build_courses()) as client:
+        course = await create_course(client)
+        empty = await client.post(f"/v1/courses/{course['id']}/publish")
+        module = (
+            await client.post(f"/v1/courses/{course['id']}/modules", json={"title": "Basics"})
+        ).json()
+        lesson = await client.post(
+            f"/v1/courses/{course['id']}/modules/{module['id']}/lessons",
+            json={"title": "Why services fail", "duration_minutes": 25},
+        )
+        published = await client.post(f"/v1/courses/{course['id']}/publish")
+        again = await client.post(f"/v1/courses/{course['id']}/publish")
+
+    assert (empty.status_code, empty.json()["code"]) == (409, "course-not-ready")
+    assert lesson.status_code == 201
+    assert published.status_code == 200
+    assert published.json()["status"] == "published"
+    assert published.json()["modules"][0]["lessons"][0]["title"] == "Why services fail"
+    assert (again.status_code, again.json()["code"]) == (409, "conflict")
+
+
+async def test_courses_flat_lessons_route_is_deprecated() -> None:
+    async with service_client(build_courses()) as client:
+        course = await create_course(client)
+        response = await client.get(f"/v1/courses/{course['id']}/lessons")
+        current = await client.get(f"/v1/courses/{course['id']}")
+
+    assert response.status_code == 200
+    assert response.headers["deprecation"] == f"@{int(FLAT_LESSONS_DEPRECATION.at.timestamp())}"
+    assert response.headers["sunset"] == "Thu, 31 Dec 2026 00:00:00 GMT"
+    assert 'rel="deprecation"' in response.headers["link"]
+    assert "deprecation" not in current.headers
+
+
+@asynccontextmanager
+async def platform_in_process() -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """The four services in one process, calling each other through ASGI transports."""
+    identity, courses = build_identity(), build_courses()
+    enrollments = build_enrollments(
+        transports={
+            "identity": httpx.ASGITransport(app=identity.app),
+            "courses": httpx.ASGITransport(app=courses.app),
+        }
+    )
+    grading = build_grading(transports={"enrollments": httpx.ASGITransport(app=enrollments.app)})
+    async with (
+        service_client(identity) as identity_client,
+        service_client(courses) as courses_client,
+        service_client(enrollments) as enrollments_client,
+        service_client(grading) as grading_client,
+    ):
+        yield {
+            "identity": identity_client,
+            "courses": courses_client,
+            "enrollments": enrollments_client,
+            "grading": grading_client,
+        }
+
+
+async def test_enrollment_checks_identity_and_courses_and_grading_checks_enrollment() -> None:
+    async with platform_in_process() as c:
+        org = (
+            await c["identity"].post(
+                "/v1/organizations", json={"name": "Northwind", "slug": "northwind"}
+            )
+        ).json()
+
+        async def user(email: str, role: str) -> str:
+            body = {"email": email, "name": email, "role": role, "organization_id": org["id"]}
+            response = await c["identity"].post("/v1/users", json=body)
+            assert response.status_code == 201, response.text
+            return str(response.json()["id"])
+
+        student, teacher = (
+            await user("ada@nw.edu", "student"),
+            await user("bl@nw.edu", "instructor"),
+        )
+        course = (
+            await c["courses"].post(
+                "/v1/courses",
+                json={
+                    "code": "CS101",
+                    "title": "Distributed systems",
+                    "organization_id": org["id"],
+                    "instructor_id": teacher,
+                },
+            )
+        ).json()
+        enroll = {"course_id": course["id"], "user_id": student}
+        draft = await c["enrollments"].post("/v1/enrollments", json=enroll)
+        module = (
+            await c["courses"].post(f"/v1/courses/{course['id']}/modules", json={"title": "M"})
+        ).json()
+        await c["courses"].post(
+            f"/v1/courses/{course['id']}/modules/{module['id']}/lessons",
+            json={"title": "L", "duration_minutes": 5},
+        )
+        await c["courses"].post(f"/v1/courses/{course['id']}/publish")
+        enrolled = await c["enrollments"].post("/v1/enrollments", json=enroll)
+        twice = await c["enrollments"].post("/v1/enrollments", json=enroll)
+        instructor = await c["enrollments"].post(
+            "/v1/enrollments", json={"course_id": course["id"], "user_id": teacher}
+        )
+        enrollment = enrolled.json()
+        submitted = await c["grading"].post(
+            "/v1/submissions", json={"enrollment_id": enrollment["id"], "assignment": "Lab 1"}
+        )
+        graded = await c["grading"].post(
+            f"/v1/submissions/{submitted.json()['id']}/grade",
+            json={"score": 45, "max_score": 50, "grader_id": teacher},
+        )
+        await c["enrollments"].post(f"/v1/enrollments/{enrollment['id']}/withdraw")
+        withdrawn = await c["grading"].post(
+            "/v1/submissions", json={"enrollment_id": enrollment["id"], "assignment": "Lab 2"}
+        )
+        ready = await c["enrollments"].get("/health/ready")
+
+    assert (draft.status_code, draft.json()["code"]) == (409, "course-not-published")
+    assert enrolled.status_code == 201
+    assert enrolled.headers["location"] == f"/v1/enrollments/{enrollment['id']}"
+    assert (twice.status_code, twice.json()["code"]) == (409, "already-enrolled")
+    assert twice.json()["enrollment_id"] == enrollment["id"]
+    assert (instructor.status_code, instructor.json()["code"]) == (409, "not-a-student")
+    assert submitted.status_code == 201
+    assert submitted.json()["student_id"] == student
+    assert graded.status_code == 201
+    assert graded.json()["percent"] == 90.0
+    assert (withdrawn.status_code, withdrawn.json()["code"]) == (409, "enrollment-inactive")
+    checks = ready.json()["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "identity": "pass",
+        "courses": "pass",
+    }
+
+
+async def test_unreachable_dependency_is_a_503_problem_and_only_a_readiness_warning() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    down = httpx.MockTransport(refuse)
+    enrollments = build_enrollments(transports={"identity": down, "courses": down})
+    async with service_client(enrollments) as client:
+        response = await client.post(
+            "/v1/enrollments",
+            json={
+                "course_id": "7d3e9a4c-1111-4222-8333-444455556666",
+                "user_id": "0b5b1c4e-3a8e-4d57-9a4c-6f7e1f0f2a10",
+            },
+        )
+        ready = await client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "service-unavailable"
+    assert response.json()["detail"] == "the identity service is unreachable"
+    assert response.headers["retry-after"] == "1"
+    assert ready.status_code == 200
+    report = ready.json()
+    assert report["status"] == "warn"
+    assert report["checks"]["identity"]["status"] == "warn"
+    assert report["checks"]["identity"]["critical"] is False
