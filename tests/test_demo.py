@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
+
 from examples.courses.app import FLAT_LESSONS_DEPRECATION
 from examples.courses.app import build_service as build_courses
 from examples.demo import run_scenario
@@ -25,8 +27,6 @@ from examples.grading.app import build_service as build_grading
 from examples.identity.app import build_service as build_identity
 from examples.processes import Platform, PlatformError
 from examples.scenario import STEPS
-from rich.console import Console
-
 from lms_shared.testing import service_client
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,14 +10,17 @@ import pytest
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
-from lms_shared import Service
-from lms_shared.http import Page, PageParams, page_params
+from lms_shared import Service, errors
+from lms_shared.http import Page, PageParams, page_params, problem_responses
 from lms_shared.testing import service_client
 
 
 class Course(BaseModel):
     id: int
     title: str
+
+
+ARCHIVED = errors.error_code("course-archived", 404, "Course archived")
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def service(make_service: Callable[..., Service]) -> Service:
     async def create(course: Course) -> Course:
         return course
 
-    @v1.get("/courses/{course_id}")
+    @v1.get("/courses/{course_id}", responses=problem_responses(ARCHIVED, errors.NOT_FOUND))
     async def read(course_id: int) -> Course:
         return Course(id=course_id, title="x")
 
@@ -132,3 +135,14 @@ async def test_swagger_ui_is_served(service: Service) -> None:
 def test_failing_probe_documents_its_report(document: dict[str, Any]) -> None:
     failing = document["paths"]["/health/ready"]["get"]["responses"]["503"]
     assert failing["content"]["application/json"]["schema"]["$ref"].endswith("HealthReport")
+
+
+def test_route_declared_codes_keep_their_own_types(document: dict[str, Any]) -> None:
+    missing = document["paths"]["/v1/courses/{course_id}"]["get"]["responses"]["404"]
+    assert missing["description"] == "Course archived / Resource not found"
+    examples = missing["content"]["application/problem+json"]["examples"]
+    assert examples["course-archived"]["value"]["type"] == (
+        "https://lms.example.org/problems/course-archived"
+    )
+    assert examples["not-found"]["value"]["code"] == "not-found"
+    assert "lms-problem-base:" not in json.dumps(document)

@@ -19,6 +19,7 @@ def test_root_exports() -> None:
             "ComponentError",
             "ConfigurationError",
             "Conflict",
+            "ErrorCode",
             "FunctionComponent",
             "LmsError",
             "NotFound",
@@ -31,6 +32,7 @@ def test_root_exports() -> None:
             "SystemClock",
             "__version__",
             "create_service",
+            "error_code",
             "load_settings",
         ]
     )

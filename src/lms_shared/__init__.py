@@ -14,12 +14,14 @@ from lms_shared.errors import (
     ComponentError,
     ConfigurationError,
     Conflict,
+    ErrorCode,
     LmsError,
     NotFound,
     PreconditionFailed,
     ProblemError,
     ServiceUnavailable,
     SettingsError,
+    error_code,
 )
 from lms_shared.lifecycle import Component, FunctionComponent
 from lms_shared.service import Service, create_service
@@ -37,6 +39,7 @@ __all__ = [
     "ComponentError",
     "ConfigurationError",
     "Conflict",
+    "ErrorCode",
     "FunctionComponent",
     "LmsError",
     "NotFound",
@@ -49,5 +52,6 @@ __all__ = [
     "SystemClock",
     "__version__",
     "create_service",
+    "error_code",
     "load_settings",
 ]

@@ -2,6 +2,7 @@
 
 from lms_shared.http.health import CheckResult, HealthRegistry, HealthReport
 from lms_shared.http.limits import BodyLimitMiddleware, PayloadTooLarge, TimeoutMiddleware
+from lms_shared.http.openapi import problem_responses
 from lms_shared.http.paging import (
     Page,
     PageLinks,
@@ -42,6 +43,7 @@ __all__ = [
     "encode_cursor",
     "page_params",
     "paginate",
+    "problem_responses",
     "valid_request_id",
     "validation_errors",
     "versioned_router",

@@ -24,7 +24,7 @@ from lms_shared.errors import ErrorCode
 from lms_shared.http.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, ProblemRenderer
 from lms_shared.http.versioning import DeprecationRules
 
-__all__ = ["SECURITY_SCHEMES", "install_openapi"]
+__all__ = ["SECURITY_SCHEMES", "install_openapi", "problem_responses"]
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "bearerAuth": {
@@ -63,6 +63,61 @@ def _problem_response(renderer: ProblemRenderer, code: ErrorCode) -> dict[str, A
             }
         },
     }
+
+
+def problem_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route that raises these catalogue codes.
+
+    Codes sharing a status are listed together, each as a named example,
+    so a route's own codes (``course-not-published``) are documented with
+    their own ``type`` rather than the status's generic one::
+
+        @v1.post("/enrollments", responses=problem_responses(NOT_PUBLISHED, ALREADY_ENROLLED))
+
+    The ``type`` URIs of the examples are filled in when the document is
+    built (they depend on ``LMS_PROBLEM_BASE_URI``).
+    """
+    grouped: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        grouped.setdefault(code.status, []).append(code)
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, group in grouped.items():
+        out[status] = {
+            "description": " / ".join(code.title for code in group),
+            "content": {
+                PROBLEM_CONTENT_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "examples": {
+                        code.slug: {
+                            "summary": code.title,
+                            "value": {
+                                "type": _TYPE_PLACEHOLDER + code.slug,
+                                "title": code.title,
+                                "status": code.status,
+                                "code": code.slug,
+                            },
+                        }
+                        for code in group
+                    },
+                }
+            },
+        }
+    return out
+
+
+_TYPE_PLACEHOLDER = "lms-problem-base:"
+
+
+def _fill_type_uris(node: Any, renderer: ProblemRenderer) -> None:
+    if isinstance(node, dict):
+        value = node.get("type")
+        if isinstance(value, str) and value.startswith(_TYPE_PLACEHOLDER):
+            node["type"] = renderer.base_uri + value.removeprefix(_TYPE_PLACEHOLDER)
+        for child in node.values():
+            _fill_type_uris(child, renderer)
+    elif isinstance(node, list):
+        for child in node:
+            _fill_type_uris(child, renderer)
 
 
 def _codes_for(operation: dict[str, Any], path: str) -> list[ErrorCode]:
@@ -126,6 +181,7 @@ def build_openapi(
                 responses.setdefault(str(code.status), _problem_response(renderer, code))
             if rules.match(path) is not None:
                 operation["deprecated"] = True
+    _fill_type_uris(doc.get("paths", {}), renderer)
     return doc
 
 
