@@ -1,6 +1,6 @@
 """Run the example services as child processes, and stop them for sure.
 
-Each service is ``python -m uvicorn examples.<name>.app:app`` in its own
+Each service is ``lms-shared serve examples.<name>.app:service`` in its own
 process group (so a Ctrl-C in the terminal reaches the runner only, and
 stopping a service stops everything it started), with its output in a log
 file under the state folder. :meth:`Platform.stop` terminates, waits and
@@ -142,13 +142,13 @@ class Platform:
         command = [
             sys.executable,
             "-m",
-            "uvicorn",
-            f"examples.{svc.name}.app:app",
+            "lms_shared.cli",
+            "serve",
+            f"examples.{svc.name}.app:service",
             "--host",
             HOST,
             "--port",
             str(svc.port),
-            "--no-access-log",
         ]
         svc.log_file = svc.log_path.open("wb")
         svc.process = subprocess.Popen(

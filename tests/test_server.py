@@ -155,3 +155,62 @@ def test_log_lines_are_json_with_request_context(
     assert any(line.get("logger_name") == "uvicorn.error" for line in lines)
     assert not any(line.get("logger_name") == "uvicorn.access" for line in lines)
     assert access[0]["timestamp"].endswith("Z")
+
+
+def test_serve_command_logs_json_from_the_first_line(tmp_path: Path) -> None:
+    (tmp_path / "grading_app.py").write_text(APP)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+    env["LMS_DRAIN_TIMEOUT"] = "3"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lms_shared.cli",
+            "serve",
+            "grading_app:service",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert "server" not in response.headers
+        httpx.get(f"http://127.0.0.1:{port}/v1/boom")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+    lines = [json.loads(line) for line in output.decode().splitlines()]
+    events = [line["event"] for line in lines]
+    assert events[0] == f"Started server process [{proc.pid}]"
+    assert "service started" in events
+    assert "service stopped" in events
+    assert [line["route"] for line in lines if line["event"] == "request"] == ["/v1/boom"]
+
+
+def test_serve_command_refuses_bad_settings(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LMS_")}
+    env["LMS_LOG_LEVEL"] = "loud"
+    result = subprocess.run(
+        [sys.executable, "-m", "lms_shared.cli", "serve", "grading_app:service"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "LMS_LOG_LEVEL" in result.stderr

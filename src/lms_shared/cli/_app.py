@@ -1,4 +1,4 @@
-"""Commands: ``version``, ``settings``, ``openapi export``."""
+"""Commands: ``version``, ``settings``, ``serve``, ``openapi export``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lms_shared.cli._loading import load_app
+from lms_shared.cli._serve import serve
 from lms_shared.errors import SettingsError
 from lms_shared.settings import load_settings
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 openapi_app = typer.Typer(help="OpenAPI documents of services.", no_args_is_help=True)
 app.add_typer(openapi_app, name="openapi")
+app.command()(serve)
 
 out = Console()
 err = Console(stderr=True)
