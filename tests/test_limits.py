@@ -147,3 +147,62 @@ def test_middleware_options_are_validated() -> None:
         BodyLimitMiddleware(lambda *_: None, max_bytes=0, renderer=renderer)  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match="positive"):
         TimeoutMiddleware(lambda *_: None, seconds=0, renderer=renderer)  # type: ignore[arg-type,return-value]
+
+
+async def test_timeout_middleware_needs_a_task() -> None:
+    middleware = TimeoutMiddleware(
+        lambda *_: None,  # type: ignore[arg-type,return-value]
+        seconds=1,
+        renderer=ProblemRenderer("https://x.test/"),
+    )
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[BaseException] = loop.create_future()
+
+    def drive_outside_a_task() -> None:
+        coro = middleware({"type": "http"}, None, None)  # type: ignore[arg-type]
+        try:
+            coro.send(None)
+        except BaseException as exc:
+            outcome.set_result(exc)
+
+    loop.call_soon(drive_outside_a_task)
+    error = await outcome
+    assert isinstance(error, RuntimeError)
+    assert "inside an asyncio task" in str(error)
+
+
+async def test_cancellation_from_elsewhere_is_not_a_timeout(service: Service) -> None:
+    started = asyncio.Event()
+
+    @service.router.get("/v1/wait")
+    async def wait() -> None:
+        started.set()
+        await asyncio.sleep(5)
+
+    async with service_client(service) as client:
+        request = asyncio.create_task(client.get("/v1/wait"))
+        await started.wait()
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+
+
+async def test_handler_that_swallows_the_timeout_still_answers(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service(request_timeout=0.05)
+
+    @service.router.get("/v1/stubborn")
+    async def stubborn() -> dict[str, str]:
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            return {"status": "ignored the cancellation"}
+        return {"status": "slept"}
+
+    async with service_client(service) as client:
+        response = await client.get("/v1/stubborn")
+        again = await client.get("/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ignored the cancellation"}
+    assert again.status_code == 200

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from lms_shared.http.types import RuntimeState
 from lms_shared.observability import get_logger
 
-__all__ = ["CheckResult", "HealthCheck", "HealthRegistry", "HealthReport", "health_router"]
+__all__ = ["CheckResult", "HealthCheck", "HealthRegistry", "HealthReport", "install_health"]
 
 Check = Callable[[], Awaitable[object]]
 Status = Literal["pass", "warn", "fail"]
@@ -142,11 +142,16 @@ def _overall(results: dict[str, CheckResult]) -> Status:
     return "warn" if "warn" in statuses else "pass"
 
 
-def health_router(
-    registry: HealthRegistry, state: RuntimeState, *, service: str, version: str
-) -> APIRouter:
-    """The ``/health/*`` routes of a service."""
-    router = APIRouter(prefix="/health", tags=["health"])
+def install_health(
+    app: FastAPI, registry: HealthRegistry, state: RuntimeState, *, service: str, version: str
+) -> None:
+    """Add the ``/health/*`` routes to ``app``.
+
+    They are added to the app's own router rather than included from a
+    sub-router: FastAPI keeps an included router as a nested matcher that
+    every later request walks through, which measurably slows every route.
+    """
+    router = app
     responses: dict[int | str, dict[str, Any]] = {
         503: {"model": HealthReport, "description": "not healthy"}
     }
@@ -159,17 +164,29 @@ def health_router(
             media_type="application/json",
         )
 
-    @router.get("/live", response_model=HealthReport, summary="Liveness probe")
+    @router.get(
+        "/health/live", response_model=HealthReport, summary="Liveness probe", tags=["health"]
+    )
     async def live() -> Response:
         return answer("pass")
 
     @router.get(
-        "/startup", response_model=HealthReport, responses=responses, summary="Startup probe"
+        "/health/startup",
+        response_model=HealthReport,
+        responses=responses,
+        summary="Startup probe",
+        tags=["health"],
     )
     async def startup() -> Response:
         return answer("pass" if state.started else "fail")
 
-    @router.get("/ready", response_model=HealthReport, responses=responses, summary="Readiness")
+    @router.get(
+        "/health/ready",
+        response_model=HealthReport,
+        responses=responses,
+        summary="Readiness",
+        tags=["health"],
+    )
     async def ready() -> Response:
         results = await registry.run()
         status = _overall(results)
@@ -178,5 +195,3 @@ def health_router(
             reason = "shutting down" if state.draining else "starting"
             results["lifecycle"] = CheckResult(status="fail", duration_ms=0.0, output=reason)
         return answer(status, results)
-
-    return router
