@@ -79,3 +79,51 @@ def test_reconfigure_replaces_the_handler_and_reset_removes_it() -> None:
     reset_logging()
     assert len(root.handlers) == before
     assert not is_configured()
+
+
+def test_line_writer_fast_path_writes_the_same_fields() -> None:
+    from lms_shared.observability import LineWriter
+
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    writer = LineWriter("request", "lms.access", service="courses", version="1.0.0")
+    token = request_id_var.set("rid-7")
+    try:
+        writer(method="GET", route="/v1/x", status=200, duration_ms=1.5)
+    finally:
+        request_id_var.reset(token)
+    line = json.loads(stream.getvalue())
+    assert line == {
+        "service": "courses",
+        "version": "1.0.0",
+        "logger_name": "lms.access",
+        "method": "GET",
+        "route": "/v1/x",
+        "status": 200,
+        "duration_ms": 1.5,
+        "event": "request",
+        "request_id": "rid-7",
+        "level": "info",
+        "timestamp": line["timestamp"],
+    }
+    assert line["timestamp"].endswith("Z")
+
+
+def test_line_writer_falls_back_to_structlog_when_not_json_or_not_info() -> None:
+    from lms_shared.observability import LineWriter
+    from lms_shared.testing import capture_logs
+
+    writer = LineWriter("request", "lms.access", service="courses")
+    console = io.StringIO()
+    configure_logging(fmt="console", stream=console)
+    writer(status=201)
+    assert "request" in console.getvalue()
+    assert "status=201" in console.getvalue()
+    quiet = io.StringIO()
+    configure_logging(level="warning", stream=quiet)
+    writer(status=202)
+    assert quiet.getvalue() == ""
+    configure_logging(stream=io.StringIO())
+    with capture_logs() as logs:
+        writer(status=203)
+    assert logs.events("request")[0]["status"] == 203

@@ -5,6 +5,7 @@ it is set in the service lifespan, never at import.
 """
 
 from lms_shared.observability._logging import (
+    LineWriter,
     configure_logging,
     get_logger,
     is_configured,
@@ -13,6 +14,7 @@ from lms_shared.observability._logging import (
 from lms_shared.observability.context import current_request_id
 
 __all__ = [
+    "LineWriter",
     "configure_logging",
     "current_request_id",
     "get_logger",
