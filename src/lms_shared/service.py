@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, FastAPI
 
 from lms_shared.clock import Clock, SystemClock
-from lms_shared.http.health import HealthRegistry, health_router
+from lms_shared.http.health import HealthRegistry, install_health
 from lms_shared.http.limits import BodyLimitMiddleware, TimeoutMiddleware
 from lms_shared.http.openapi import install_openapi
 from lms_shared.http.problems import ProblemRenderer, install_problem_handlers
@@ -84,9 +84,7 @@ class Service:
         self.router: APIRouter = self.app.router
         install_problem_handlers(self.app, self.problems)
         install_openapi(self.app, self.problems, self.deprecations)
-        self.app.include_router(
-            health_router(self.health, self.state, service=name, version=version)
-        )
+        install_health(self.app, self.health, self.state, service=name, version=version)
         # added innermost first: the request middleware wraps the other two
         self.app.add_middleware(
             TimeoutMiddleware, seconds=settings.request_timeout, renderer=self.problems
@@ -142,6 +140,7 @@ class Service:
         settings = self.settings
         configure_logging(level=settings.log_level, fmt=settings.log_format)
         await self.lifecycle.start()
+        self.state.draining = False  # a service can be started again after a stop
         self.state.started = True
         self.log.info("service started", components=[c.name for c in self.lifecycle.components])
         try:
