@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: help install demo test lint typecheck pytest bench clean
+.PHONY: help install demo test lint typecheck pytest bench clean audit
 
 help:
 	@echo "make demo   run the example LMS platform (ARGS=--once to run the scenario and exit)"
@@ -39,6 +39,14 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+# bandit on src/ and pip-audit + an offline OSV check of requirements.lock,
+# with accepted findings in audit-allowlist.toml (docs/audit.md).
+# OSV=path/to/advisories (a .json, a folder or an OSV all.zip) checks offline;
+# AUDIT_ARGS=--offline skips pip-audit, --allow-incomplete accepts gaps.
+audit: $(STAMP)
+	$(BIN)/python -m lms_shared.security.audit --src src --lock requirements.lock \
+		--allowlist audit-allowlist.toml $(if $(OSV),--osv $(OSV)) $(AUDIT_ARGS)
 
 clean:
 	rm -rf $(VENV) .lms .pytest_cache .mypy_cache .ruff_cache .coverage

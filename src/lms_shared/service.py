@@ -11,11 +11,13 @@ were added, and stop in reverse after in-flight requests drained.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from contextlib import asynccontextmanager, suppress
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
+from lms_shared.auth import Auth, AuthConfig, install_auth
 from lms_shared.clock import Clock, SystemClock
 from lms_shared.http.health import HealthRegistry, install_health
 from lms_shared.http.limits import BodyLimitMiddleware, TimeoutMiddleware
@@ -26,7 +28,17 @@ from lms_shared.http.types import RuntimeState
 from lms_shared.http.versioning import Deprecation, DeprecationRules, versioned_router
 from lms_shared.lifecycle import Component, Lifecycle
 from lms_shared.observability import configure_logging, get_logger
+from lms_shared.ratelimit import RateLimiter, RateLimitMiddleware, default_policy, key_chain
+from lms_shared.security import (
+    CorsPolicy,
+    SecurityHeadersMiddleware,
+    TrustedProxies,
+    check_production_settings,
+)
 from lms_shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from lms_shared.db import Database
 
 __all__ = ["Service", "create_service"]
 
@@ -48,6 +60,10 @@ class Service:
         health: readiness checks; components add their own.
         lifecycle: the ordered components.
         state: runtime state (started, draining, in-flight requests).
+        rate_limits: the rate limiter (:class:`lms_shared.ratelimit.RateLimiter`)
+            behind the rate-limit middleware, for checks made in code.
+        auth: tokens, API keys, permissions and service tokens
+            (:class:`lms_shared.auth.Auth`); the first component started.
     """
 
     def __init__(
@@ -64,12 +80,15 @@ class Service:
         self.version = version
         self.settings = settings
         self.clock = clock
+        check_production_settings(settings)  # LMS_ENV=production refuses weak secrets
         self.state = RuntimeState()
+        self._db: Database | None = None
         self.lifecycle = Lifecycle(settings.component_timeout)
         self.health = HealthRegistry(settings.health_check_timeout)
         self.problems = ProblemRenderer(settings.problem_base_uri)
         self.deprecations = DeprecationRules()
         self.log = get_logger("lms.service", service=name, version=version)
+        self.rate_limits = RateLimiter.from_settings(settings, clock, namespace=name)
         docs = settings.docs_enabled
         self.app = FastAPI(
             title=title or f"{name} service",
@@ -85,13 +104,41 @@ class Service:
         install_problem_handlers(self.app, self.problems)
         install_openapi(self.app, self.problems, self.deprecations)
         install_health(self.app, self.health, self.state, service=name, version=version)
-        # added innermost first: the request middleware wraps the other two
+        self.auth = Auth(AuthConfig.from_settings(name, settings), clock=clock)
+        install_auth(self.app, self.auth.authenticator)
+        self.add_component(self.auth)
+        if self.auth.fetches_keys:
+            self.health.add("auth", self.auth.ping)
+        self.add_component(self.rate_limits)
+        if settings.ratelimit_url:
+            critical = settings.ratelimit_on_error == "deny"
+            self.health.add("ratelimit", self.rate_limits.ping, critical=critical)
+        proxies = TrustedProxies.from_settings(settings)
+        cors = CorsPolicy.from_settings(settings)
+        # added innermost first; outermost to innermost the stack is: request,
+        # security headers, CORS, rate limit, body limit, timeout
         self.app.add_middleware(
             TimeoutMiddleware, seconds=settings.request_timeout, renderer=self.problems
         )
         self.app.add_middleware(
             BodyLimitMiddleware, max_bytes=settings.max_body_bytes, renderer=self.problems
         )
+        self.app.add_middleware(
+            RateLimitMiddleware,
+            limiter=self.rate_limits,
+            renderer=self.problems,
+            default=default_policy(settings),
+            key=key_chain(settings.ratelimit_by, proxies),
+        )
+        if cors is not None:
+            self.app.add_middleware(CORSMiddleware, **cors.middleware_options())
+        if settings.security_headers:
+            self.app.add_middleware(
+                SecurityHeadersMiddleware,
+                csp=settings.content_security_policy,
+                hsts_max_age=settings.hsts_max_age,
+                trusted_proxies=proxies,
+            )
         self.app.add_middleware(
             RequestMiddleware,
             service=name,
@@ -100,6 +147,26 @@ class Service:
             state=self.state,
             extra_headers=self.deprecations.headers_for_route,
         )
+
+    @property
+    def db(self) -> Database:
+        """The service's database (:class:`lms_shared.db.Database`), made on first use.
+
+        Nothing connects and no file appears until the service starts (or,
+        when first used after start-up, until the first unit of work). It
+        starts with the other components and reports readiness as the
+        ``database`` check.
+        """
+        if self._db is None:
+            from lms_shared.db import Database  # noqa: PLC0415 (only services using it import SQLAlchemy)
+
+            database = Database.from_settings(self.name, self.settings, clock=self.clock)
+            self.health.add("database", database.ping)
+            if not self.state.started:
+                with suppress(RuntimeError):  # mid-start: it then opens on first use
+                    self.add_component(database)
+            self._db = database
+        return self._db
 
     def add_component(self, component: C) -> C:
         """Start ``component`` with the service (after those added before).
@@ -154,6 +221,8 @@ class Service:
                     inflight=self.state.inflight,
                 )
             await self.lifecycle.stop()
+            if self._db is not None:
+                await self._db.stop()  # idempotent; covers a database first used mid-start
             self.state.started = False
             self.log.info("service stopped")
 

@@ -26,6 +26,8 @@ from lms_shared.errors import SettingsError
 __all__ = ["Settings", "load_settings", "redact_url"]
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+TokenAlgorithm = Literal["RS256", "PS256", "ES256", "EdDSA", "Ed25519", "HS256"]
+_ASYMMETRIC: tuple[TokenAlgorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA", "Ed25519")
 
 _SECRET_MARKERS = ("secret", "password", "token", "key")
 
@@ -72,6 +74,46 @@ class Settings(BaseSettings):
         database_migrate_on_start: apply the service's migrations at start-up.
         database_fail_fast: refuse to start when the database is unreachable
             (otherwise start and report not ready).
+        encryption_keys: AES-256 keyring for field encryption,
+            ``"kid:base64key,kid2:base64key"``; the first key is current.
+        key_encryption_key: key-encryption keyring (same format) wrapping
+            the per-record data keys of envelope encryption.
+        trusted_proxies: IPs/CIDRs (JSON list) whose ``X-Forwarded-For`` /
+            ``X-Forwarded-Proto`` / ``Forwarded`` headers are believed.
+        cors_origins: origins (JSON list) allowed to call from a browser.
+        cors_allow_credentials: let browsers send cookies/credentials.
+        cors_allow_methods: methods allowed cross-origin.
+        cors_allow_headers: request headers allowed cross-origin.
+        cors_max_age: seconds a browser may cache a preflight answer.
+        security_headers: send the OWASP secure headers on every response.
+        content_security_policy: replaces the default CSP of API responses.
+        hsts_max_age: ``Strict-Transport-Security`` max-age (0 turns it off).
+        ratelimit_default: default limit of every route (``"100/minute"``);
+            unset means only routes with their own limit are limited.
+        ratelimit_by: what identifies a client, first match wins.
+        ratelimit_on_error: admit (``allow``) or refuse (``deny``, 503)
+            requests while the rate-limit storage is unreachable.
+        auth_issuer: the exact ``iss`` of accepted tokens (identity's URL).
+        auth_audience: ``aud`` values this service accepts (JSON list);
+            empty means the service's name.
+        auth_algorithms: accepted token algorithms; ``HS256`` only alone.
+        auth_jwks_url: the identity service's JWKS document.
+        auth_jwks_refresh: seconds between background JWKS refreshes.
+        auth_hs256_secret: shared HS256 secret (>= 32 bytes), instead of a
+            JWKS; never beside asymmetric keys.
+        auth_leeway: seconds of clock skew tolerated on exp/nbf/iat.
+        auth_max_token_bytes: longer bearer tokens are refused unread.
+        auth_token_cache_size: verified tokens cached (0 turns it off).
+        auth_roles: role to permission patterns (JSON object), replacing
+            or adding to the LMS defaults.
+        auth_access_token_ttl: lifetime of access tokens this service issues.
+        auth_service_token_ttl: lifetime of service-to-service tokens.
+        auth_token_url: identity's client-credentials token endpoint.
+        auth_client_id: this service's client id; its name by default.
+        auth_client_secret: this service's client secret.
+        auth_clients: (identity) client id to secret of each service (JSON).
+        auth_signing_keys: (identity) PEM private keys (JSON list), current first.
+        auth_api_key_prefix: first part of the API keys this service makes.
     """
 
     model_config = SettingsConfigDict(
@@ -119,6 +161,44 @@ class Settings(BaseSettings):
     database_retry_backoff: Seconds = 0.05
     database_migrate_on_start: bool = False
     database_fail_fast: bool = True
+
+    encryption_keys: SecretStr | None = None
+    key_encryption_key: SecretStr | None = None
+    trusted_proxies: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+    cors_allow_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    )
+    cors_allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-request-id", "if-match"]
+    )
+    cors_max_age: Annotated[int, Field(ge=0, le=86400)] = 600
+    security_headers: bool = True
+    content_security_policy: str | None = None
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 31536000
+    ratelimit_default: str | None = None
+    ratelimit_by: list[Literal["principal", "api_key", "ip"]] = ["principal", "ip"]
+    ratelimit_on_error: Literal["allow", "deny"] = "allow"
+
+    auth_issuer: str | None = None
+    auth_audience: list[str] = Field(default_factory=list)
+    auth_algorithms: list[TokenAlgorithm] = Field(default_factory=lambda: list(_ASYMMETRIC))
+    auth_jwks_url: str | None = None
+    auth_jwks_refresh: Seconds = 300.0
+    auth_hs256_secret: SecretStr | None = None
+    auth_leeway: Annotated[float, Field(ge=0, le=300)] = 30.0
+    auth_max_token_bytes: Annotated[int, Field(ge=256, le=65536)] = 8192
+    auth_token_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 10_000
+    auth_roles: dict[str, list[str]] = Field(default_factory=dict)
+    auth_access_token_ttl: Seconds = 900.0
+    auth_service_token_ttl: Seconds = 300.0
+    auth_token_url: str | None = None
+    auth_client_id: str | None = None
+    auth_client_secret: SecretStr | None = None
+    auth_clients: dict[str, SecretStr] = Field(default_factory=dict)
+    auth_signing_keys: list[SecretStr] = Field(default_factory=list)
+    auth_api_key_prefix: Annotated[str, Field(pattern=r"^[a-z]{2,16}$")] = "lms"
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings as a JSON-ready dict, secrets hidden.

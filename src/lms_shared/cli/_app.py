@@ -10,7 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lms_shared.cli._apikey import apikey_app
+from lms_shared.cli._db import db_app
 from lms_shared.cli._loading import load_app
+from lms_shared.cli._schema import schema_app
 from lms_shared.cli._serve import serve
 from lms_shared.errors import SettingsError
 from lms_shared.settings import load_settings
@@ -25,6 +28,9 @@ app = typer.Typer(
 )
 openapi_app = typer.Typer(help="OpenAPI documents of services.", no_args_is_help=True)
 app.add_typer(openapi_app, name="openapi")
+app.add_typer(schema_app, name="schema")
+app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
 app.command()(serve)
 
 out = Console()

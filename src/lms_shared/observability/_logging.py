@@ -49,11 +49,16 @@ def _orjson_dumps(obj: Any, default: Any = None) -> str:
 
 
 def _shared_processors() -> list[Processor]:
+    # personal data (marked in the models, or known keys) never reaches a log line;
+    # imported here, at configure time: lms_shared.models imports the http layer
+    from lms_shared.models import redact_personal_data  # noqa: PLC0415
+
     return [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_personal_data,
     ]
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from lms_shared.testing import _db
+from lms_shared.testing._auth import FakeIdentity
 from lms_shared.testing._clock import ManualClock
 from lms_shared.testing._logs import CapturedLogs, capture_logs
 
@@ -17,7 +20,27 @@ def manual_clock() -> ManualClock:
 
 
 @pytest.fixture
+def fake_identity() -> FakeIdentity:
+    """A :class:`FakeIdentity` on the system clock (build your own to share a ManualClock)."""
+    return FakeIdentity()
+
+
+@pytest.fixture
 def logs() -> Iterator[CapturedLogs]:
     """The log lines written during the test, as dicts."""
     with capture_logs() as captured:
         yield captured
+
+
+try:
+    import pytest_asyncio
+
+    _async_fixture: Any = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover - async fixtures then need another plugin
+    _async_fixture = pytest.fixture
+
+# the per-test database (lms_shared.testing._db)
+postgres_url = pytest.fixture(scope="session")(_db.postgres_url)
+database_url = pytest.fixture(_db.database_url)
+database_metadata = pytest.fixture(_db.database_metadata)
+database = _async_fixture(_db.database)
