@@ -127,3 +127,22 @@ def test_line_writer_falls_back_to_structlog_when_not_json_or_not_info() -> None
     with capture_logs() as logs:
         writer(status=203)
     assert logs.events("request")[0]["status"] == 203
+
+
+def test_secrets_and_personal_data_are_masked_in_log_lines() -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    get_logger().info("user signed up", email="ann@example.org", api_key="lms_abc123", course=3)
+    line = json.loads(stream.getvalue())
+    assert "ann@example.org" not in stream.getvalue()
+    assert "lms_abc123" not in stream.getvalue()
+    assert line["course"] == 3
+
+
+def test_captured_lines_are_masked_like_production() -> None:
+    from lms_shared.testing import capture_logs
+
+    with capture_logs() as logs:
+        get_logger().info("login", password="hunter2", user="u-1")
+    assert logs[0]["password"] != "hunter2"
+    assert logs[0]["user"] == "u-1"

@@ -240,3 +240,22 @@ async def test_http_exception_with_unlisted_status(make_service: Callable[..., S
     body = response.json()
     assert body["code"] == "http-418"
     assert body["detail"] == '{"short": "and stout"}'
+
+
+async def test_problem_extensions_never_echo_secrets_or_personal_data(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service()
+
+    @service.router.get("/v1/leaky")
+    async def leaky() -> None:
+        raise Conflict("duplicate user", email="ann@example.org", password="hunter2", user_id=7)
+
+    async with service_client(service) as client:
+        response = await client.get("/v1/leaky")
+    body = response.json()
+    assert response.status_code == 409
+    assert body["user_id"] == 7
+    assert "ann@example.org" not in response.text
+    assert "hunter2" not in response.text
+    assert body["email"] == body["password"] != "ann@example.org"

@@ -107,9 +107,13 @@ class ProblemRenderer:
     """
 
     def __init__(self, base_uri: str) -> None:
+        from lms_shared.security import Redactor  # noqa: PLC0415 (security imports this package)
+
         if not base_uri.endswith("/"):
             base_uri += "/"
         self.base_uri = base_uri
+        # extension members never echo a secret or personal value back
+        self._redactor = Redactor()
 
     def type_uri(self, code: ErrorCode) -> str:
         """The stable ``type`` URI of a catalogue entry."""
@@ -138,7 +142,7 @@ class ProblemRenderer:
         if request_id is not None:
             doc["request_id"] = request_id
         if extensions:
-            for key, value in extensions.items():
+            for key, value in self._redactor.redact(dict(extensions)).items():
                 doc.setdefault(key, value)
         return orjson.dumps(doc, default=str)
 

@@ -52,6 +52,7 @@ def _shared_processors() -> list[Processor]:
     # personal data (marked in the models, or known keys) never reaches a log line;
     # imported here, at configure time: lms_shared.models imports the http layer
     from lms_shared.models import redact_personal_data  # noqa: PLC0415
+    from lms_shared.security import Redactor  # noqa: PLC0415
 
     return [
         structlog.contextvars.merge_contextvars,
@@ -59,6 +60,7 @@ def _shared_processors() -> list[Processor]:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_personal_data,
+        Redactor(),  # secrets and personal data under well-known keys
     ]
 
 

@@ -10,8 +10,10 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
+from lms_shared.models import redact_personal_data
 from lms_shared.observability._logging import capturing
 from lms_shared.observability.context import request_id_var
+from lms_shared.security import Redactor
 
 __all__ = ["CapturedLogs", "capture_logs"]
 
@@ -28,8 +30,9 @@ class CapturedLogs(list[dict[str, Any]]):
 def capture_logs() -> Iterator[CapturedLogs]:
     """Capture every structlog line written inside the block.
 
-    Each line is the event dict after the library's context processors
-    (``request_id`` is included), with ``log_level`` set. Capture replaces
+    Each line is the event dict after the library's context and privacy
+    processors (``request_id`` is included; secrets and personal data are
+    masked as in production), with ``log_level`` set. Capture replaces
     the configured processors for the duration of the block.
     """
     captured = CapturedLogs()
@@ -47,7 +50,13 @@ def capture_logs() -> Iterator[CapturedLogs]:
 
     old = structlog.get_config()
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, add_request_id, keep],
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            add_request_id,
+            redact_personal_data,
+            Redactor(),
+            keep,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         cache_logger_on_first_use=False,
     )
