@@ -11,6 +11,7 @@ help:
 	@echo "make demo   run the example LMS platform (ARGS=--once to run the scenario and exit)"
 	@echo "make test   lint, type check and run the whole test suite"
 	@echo "make bench  run the benchmarks and print ratios"
+	@echo "make audit  bandit + pip-audit + offline OSV check (OSV=advisories.json)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'

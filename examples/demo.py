@@ -6,6 +6,13 @@ ready, plays :mod:`examples.scenario` against them and prints a summary.
 Without ``--once`` the services then stay up until Ctrl-C (or SIGTERM);
 either way every child process is stopped before the runner exits.
 
+Each service keeps its data in its own database: by default a SQLite file
+in the state folder (``.lms/identity.sqlite3``, ...), or wherever
+``LMS_DATABASE_URL`` points. The runner starts the services with
+``LMS_DATABASE_MIGRATE_ON_START=true``, so each one brings its tables up to
+date before it serves. Data is kept between runs and the scenario plays on
+top of it (every run is a new term); delete the files to start over.
+
 Usage: ``python -m examples.demo [--once] [--start-timeout SECONDS]``
 """
 
@@ -28,7 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from examples.driver import StepResult, run_step
 from examples.processes import Platform, PlatformError, ServiceProcess
-from examples.report import services_table, step_line, stopped_line, summary_table
+from examples.report import data_line, services_table, step_line, stopped_line, summary_table
 from examples.scenario import STEPS, Scenario
 from examples.topology import SERVICES, port_base, service_port
 from lms_shared import SettingsError, load_settings
@@ -64,12 +71,24 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 
-def run_scenario(console: Console, urls: Mapping[str, str]) -> list[StepResult]:
-    """Play every step with a progress bar; after a failure the rest are skipped."""
+def run_scenario(
+    console: Console,
+    urls: Mapping[str, str],
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> list[StepResult]:
+    """Play every step with a progress bar; after a failure the rest are skipped.
+
+    Args:
+        console: where the steps are reported.
+        urls: base URL per service.
+        transport: how requests reach the services, instead of the network
+            (tests play the scenario against services in-process).
+    """
     results: list[StepResult] = []
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with (
-        httpx.Client(timeout=10.0) as client,
+        httpx.Client(timeout=10.0, transport=transport) as client,
         Progress(*columns, console=console, transient=True) as progress,
     ):
         scenario = Scenario(client, urls)
@@ -94,22 +113,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False)
     try:
         base = port_base()
-        log_dir = load_settings().state_dir / "demo"
+        settings = load_settings()
     except (ValueError, SettingsError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE
+    state_dir = settings.state_dir.resolve()  # the children run in ROOT, maybe not here
     platform = Platform(
         {name: service_port(name, base) for name in SERVICES},
         root=ROOT,
-        log_dir=log_dir,
-        environ=os.environ,
+        log_dir=state_dir / "demo",
+        environ={
+            **os.environ,
+            "LMS_STATE_DIR": str(state_dir),
+            "LMS_DATABASE_MIGRATE_ON_START": "true",
+        },
     )
     atexit.register(platform.stop)
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     for signum in previous:
         signal.signal(signum, _interrupt)
     try:
-        return _run(console, platform, once=args.once, start_timeout=args.start_timeout)
+        return _run(
+            console,
+            platform,
+            data=data_line(settings.database_url, settings.database_schema, state_dir),
+            once=args.once,
+            start_timeout=args.start_timeout,
+        )
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted[/]")
         return EXIT_INTERRUPTED if args.once else 0
@@ -128,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signum, handler)
 
 
-def _run(console: Console, platform: Platform, *, once: bool, start_timeout: float) -> int:
+def _run(
+    console: Console, platform: Platform, *, data: str, once: bool, start_timeout: float
+) -> int:
     console.rule("[bold]LMS platform demo")
     platform.start()  # before any console thread: children are forked here
     with console.status("starting the services") as status:
@@ -145,6 +177,7 @@ def _run(console: Console, platform: Platform, *, once: bool, start_timeout: flo
         if result.result == "FAILED":
             console.print(f"[red]{result.title} failed:[/] {result.summary}")
     console.print(services_table(platform.services))
+    console.print(data)
     if not once:
         console.print("[bold]The platform is up.[/] Press Ctrl-C to stop it.")
         platform.watch()  # returns only by raising

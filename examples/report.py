@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from examples.driver import StepResult
 from examples.processes import ServiceProcess
+from lms_shared.settings import redact_url
 
-__all__ = ["services_table", "step_line", "stopped_line", "summary_table"]
+__all__ = ["data_line", "services_table", "step_line", "stopped_line", "summary_table"]
 
 MARKS = {"OK": "[green]✓[/]", "FAILED": "[red]✗[/]", "SKIPPED": "[yellow]-[/]"}
 COLOURS = {"OK": "green", "FAILED": "red", "SKIPPED": "yellow"}
@@ -70,3 +73,15 @@ def stopped_line(codes: Mapping[str, int]) -> str:
         name if code in clean else f"{name} ([red]exit code {code}[/])"
         for name, code in codes.items()
     )
+
+
+def data_line(database_url: str | None, schema: str | None, state_dir: Path) -> str:
+    """Where the services keep their data, and how to start over."""
+    if database_url is None:
+        folder = escape(str(state_dir))
+        return (
+            f"[bold]Data:[/] one SQLite file per service in {folder}, kept between runs "
+            f"(delete {folder}/*.sqlite3* to start over)."
+        )
+    where = escape(redact_url(database_url)) + (f" (schema {escape(schema)})" if schema else "")
+    return f"[bold]Data:[/] {where}, kept between runs."

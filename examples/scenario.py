@@ -5,10 +5,16 @@ Each step is a function that drives the services over HTTP (see
 summary; it raises :class:`StepFailed` when a service answered something
 else. Illegal requests are part of the script: the step passes when the
 service refuses them with the right RFC 9457 problem.
+
+The services keep their data between runs (each has its own database), so
+the scenario plays on whatever earlier runs left: every run is a new term,
+with its own organization (``northwind``, then ``northwind-2``, ...) whose
+users, course and enrollments are new too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +44,7 @@ class Scenario(Driver):
     """The driver, plus the ids the steps made so far."""
 
     org_id: str = ""
+    org_slug: str = ""
     admin_id: str = ""
     instructor_id: str = ""
     student_ids: list[str] = field(default_factory=list)
@@ -60,24 +67,39 @@ def check_readiness(s: Scenario) -> str:
     return f"{len(s.urls)} ready; {'; '.join(edges)}"
 
 
+def earlier_terms(s: Scenario) -> list[int]:
+    """The terms earlier runs left: 1 for ``northwind``, n for ``northwind-n``."""
+    terms: list[int] = []
+    url = s.urls["identity"] + "/v1/organizations"
+    params: Mapping[str, str | int] | None = {"slug[prefix]": "northwind", "limit": 200}
+    while url:
+        page = s.json("GET", "identity", url, expect=200, params=params)
+        for org in page["items"]:
+            found = re.fullmatch(r"northwind(?:-([0-9]+))?", org["slug"])
+            if found:
+                terms.append(int(found.group(1) or 1))
+        url, params = page["links"]["next"], None
+    return terms
+
+
 def create_organization(s: Scenario) -> str:
-    """Create the organization everything else belongs to."""
-    org = s.json(
-        "POST",
-        "identity",
-        "/v1/organizations",
-        expect=201,
-        json={"name": "Northwind University", "slug": "northwind"},
-    )
+    """Create this term's organization; its slug cannot be taken twice."""
+    earlier = earlier_terms(s)
+    term = max(earlier, default=0) + 1
+    s.org_slug = "northwind" if term == 1 else f"northwind-{term}"
+    body = {"name": "Northwind University", "slug": s.org_slug}
+    org = s.json("POST", "identity", "/v1/organizations", expect=201, json=body)
     s.org_id = org["id"]
-    return f"201 {org['name']} ({org['slug']})"
+    s.problem("POST", "identity", "/v1/organizations", status=409, code="conflict", json=body)
+    kept = f"{len(earlier)} kept from earlier runs" if earlier else "the first run"
+    return f"201 {org['name']} ({org['slug']}; {kept}), then 409 conflict for the same slug"
 
 
 def register_users(s: Scenario) -> str:
     """Register an admin, an instructor and the students."""
 
     def register(name: str, role: str) -> str:
-        email = name.lower().replace(" ", ".") + "@northwind.edu"
+        email = f"{name.lower().replace(' ', '.')}@{s.org_slug}.edu"
         body = {"email": email, "name": name, "role": role, "organization_id": s.org_id}
         return str(s.json("POST", "identity", "/v1/users", expect=201, json=body)["id"])
 
@@ -158,6 +180,22 @@ def enroll_students(s: Scenario) -> str:
         for student in s.student_ids
     ]
     return f"201 x {len(s.enrollment_ids)} students in CS101"
+
+
+def drop_mistaken_enrollment(s: Scenario) -> str:
+    """A dropped enrollment is gone from reads (kept soft-deleted); the student re-enrolls."""
+    first = s.enrollment_ids[0]
+    s.call("DELETE", "enrollments", f"/v1/enrollments/{first}", expect=204)
+    s.problem("GET", "enrollments", f"/v1/enrollments/{first}", status=404, code="not-found")
+    again = s.json(
+        "POST",
+        "enrollments",
+        "/v1/enrollments",
+        expect=201,
+        json={"course_id": s.course_id, "user_id": s.student_ids[0]},
+    )
+    s.enrollment_ids[0] = again["id"]
+    return "204 dropped, then 404 not-found, then 201 enrolled again"
 
 
 def refuse_illegal_enrollments(s: Scenario) -> str:
@@ -304,6 +342,7 @@ STEPS: tuple[Step[Scenario], ...] = (
     Step("Refuse enrolling in a draft", refuse_draft_enrollment),
     Step("Publish the course", publish_course),
     Step("Enroll the students", enroll_students),
+    Step("Drop a mistaken enrollment", drop_mistaken_enrollment),
     Step("Refuse illegal enrollments", refuse_illegal_enrollments),
     Step("Submit and grade lab 1", grade_assignments),
     Step("Refuse invalid grades", refuse_invalid_grades),

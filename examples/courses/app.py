@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request, Response
 
+from examples.persistence import LIST_PROBLEMS
 from lms_shared import Service, Settings, create_service
+from lms_shared.db import ListQuery
 from lms_shared.http import Deprecation, Page, PageParams, page_params
 
-from .models import Course, CourseCreate, CourseStatus, Lesson, LessonCreate, Module, ModuleCreate
-from .store import CourseStore
+from .models import Course, CourseCreate, Lesson, LessonCreate, Module, ModuleCreate
+from .store import COURSES, CourseStore
+from .tables import Base, CourseRow
 
-__all__ = ["FLAT_LESSONS_DEPRECATION", "app", "build_service", "service"]
+__all__ = ["FLAT_LESSONS_DEPRECATION", "MIGRATIONS", "app", "build_service", "service"]
 
 VERSION = "0.1.0"
+MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
+CourseQuery = Annotated[ListQuery[CourseRow], Depends(COURSES.dependency)]
 
 FLAT_LESSONS_DEPRECATION = Deprecation(
     at=datetime(2026, 1, 1, tzinfo=UTC),
@@ -27,7 +33,12 @@ FLAT_LESSONS_DEPRECATION = Deprecation(
 
 
 def build_service(*, settings: Settings | None = None) -> Service:
-    """Build the courses service with a fresh, empty store."""
+    """Build the courses service on its database (``LMS_DATABASE_*`` settings).
+
+    Its tables come from the revisions in :data:`MIGRATIONS`: applied at
+    start-up with ``LMS_DATABASE_MIGRATE_ON_START=true`` (the demo sets it),
+    or beforehand with ``lms-shared db upgrade --service examples.courses.app``.
+    """
     service = create_service(
         "courses",
         VERSION,
@@ -35,7 +46,8 @@ def build_service(*, settings: Settings | None = None) -> Service:
         title="Courses service",
         description="Courses, their modules and lessons, and publishing.",
     )
-    store = CourseStore(service.clock)
+    service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
+    store = CourseStore(service.db, service.clock)
     v1 = service.api(1, tags=["courses"])
 
     @v1.post(
@@ -49,15 +61,15 @@ def build_service(*, settings: Settings | None = None) -> Service:
         response.headers["location"] = f"/v1/courses/{course.id}"
         return course
 
-    @v1.get("/courses")
-    async def list_courses(
-        request: Request,
-        paging: Paging,
-        status: CourseStatus | None = None,
-        organization_id: UUID | None = None,
-    ) -> Page[Course]:
-        """List courses, optionally by status or organization, a page at a time."""
-        items, cursor = await store.courses(paging, status=status, organization_id=organization_id)
+    @v1.get("/courses", responses=LIST_PROBLEMS)
+    async def list_courses(request: Request, paging: Paging, query: CourseQuery) -> Page[Course]:
+        """List courses with their outlines, a page at a time.
+
+        Filters: `status` (`eq`), `organization_id` (`eq`, `in`), `instructor_id`
+        (`eq`), `code` (`eq`, `prefix`: `?code[prefix]=CS`), `title` (`icontains`).
+        Sort (`?sort=code,-created_at`): `created_at` (default), `code`, `title`.
+        """
+        items, cursor = await store.courses(query, paging)
         return Page[Course].build(items, cursor, request)
 
     @v1.get("/courses/{course_id}")

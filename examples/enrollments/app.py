@@ -7,30 +7,30 @@ courses whether the course exists and is published, over HTTP.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request, Response
 
+from examples.persistence import LIST_PROBLEMS
 from examples.topology import service_url
 from examples.upstream import Upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
+from lms_shared.db import ListQuery
 from lms_shared.http import Page, PageParams, page_params
 
-from .models import (
-    COURSE_NOT_PUBLISHED,
-    NOT_A_STUDENT,
-    Enrollment,
-    EnrollmentCreate,
-    EnrollmentStatus,
-)
-from .store import EnrollmentStore
+from .models import COURSE_NOT_PUBLISHED, NOT_A_STUDENT, Enrollment, EnrollmentCreate
+from .store import ENROLLMENTS, EnrollmentStore
+from .tables import Base, EnrollmentRow
 
-__all__ = ["app", "build_service", "service"]
+__all__ = ["MIGRATIONS", "app", "build_service", "service"]
 
 VERSION = "0.1.0"
+MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
+EnrollmentQuery = Annotated[ListQuery[EnrollmentRow], Depends(ENROLLMENTS.dependency)]
 
 
 def build_service(
@@ -38,7 +38,10 @@ def build_service(
     settings: Settings | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Service:
-    """Build the enrollments service with a fresh, empty store.
+    """Build the enrollments service on its database (``LMS_DATABASE_*`` settings).
+
+    Its table comes from the revisions in :data:`MIGRATIONS` (applied at
+    start-up with ``LMS_DATABASE_MIGRATE_ON_START=true``, which the demo sets).
 
     Args:
         settings: explicit settings; read from ``LMS_*`` when omitted.
@@ -58,7 +61,8 @@ def build_service(
     for upstream in (identity, courses):
         service.add_component(upstream.component())
         service.health.add(upstream.name, upstream.ping, critical=False)
-    store = EnrollmentStore(service.clock)
+    service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
+    store = EnrollmentStore(service.db, service.clock)
     v1 = service.api(1, tags=["enrollments"])
 
     @v1.post(
@@ -95,18 +99,17 @@ def build_service(
         response.headers["location"] = f"/v1/enrollments/{enrollment.id}"
         return enrollment
 
-    @v1.get("/enrollments")
+    @v1.get("/enrollments", responses=LIST_PROBLEMS)
     async def list_enrollments(
-        request: Request,
-        paging: Paging,
-        course_id: UUID | None = None,
-        user_id: UUID | None = None,
-        status: EnrollmentStatus | None = None,
+        request: Request, paging: Paging, query: EnrollmentQuery
     ) -> Page[Enrollment]:
-        """List enrollments, optionally by course, user or status, a page at a time."""
-        items, cursor = await store.enrollments(
-            paging, course_id=course_id, user_id=user_id, status=status
-        )
+        """List enrollments (dropped ones excepted), a page at a time.
+
+        Filters: `course_id` and `user_id` (`eq`, `in`), `status` (`eq`),
+        `enrolled_at` (`gte`, `lt`: `?enrolled_at[gte]=2026-09-01T00:00:00Z`).
+        Sort (`?sort=-enrolled_at`): `enrolled_at` (default).
+        """
+        items, cursor = await store.enrollments(query, paging)
         return Page[Enrollment].build(items, cursor, request)
 
     @v1.get("/enrollments/{enrollment_id}")
@@ -121,6 +124,20 @@ def build_service(
     async def withdraw(enrollment_id: UUID) -> Enrollment:
         """Withdraw an active enrollment."""
         return await store.withdraw(enrollment_id)
+
+    @v1.delete(
+        "/enrollments/{enrollment_id}",
+        status_code=204,
+        responses={404: {"description": "no such enrollment, or already dropped"}},
+    )
+    async def drop(enrollment_id: UUID) -> None:
+        """Drop an enrollment made by mistake.
+
+        Unlike withdrawing, which keeps the enrollment on the record, a
+        dropped enrollment disappears from every read and list (it stays in
+        the database, soft-deleted), and the student may enroll again.
+        """
+        await store.drop(enrollment_id)
 
     service.include(v1)
     return service

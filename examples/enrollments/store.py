@@ -1,97 +1,163 @@
-"""Where enrollments keeps its data: in memory for now, behind one class.
+"""Where enrollments keeps its data: its table, through ``service.db``.
 
-The database layer replaces :class:`EnrollmentStore` with the same methods.
+:class:`EnrollmentStore` is the repository the routes call. "At most one
+active enrollment per student and course" is a partial unique index: an
+enrollment is inserted in a savepoint, and when the index refuses it the
+same unit of work finds the enrollment that is already there. Withdrawing
+keeps the enrollment (status ``withdrawn``); dropping one made by mistake
+soft-deletes it: it is gone from every read and list, but kept in the table.
 """
 
 from __future__ import annotations
 
-import uuid
 from uuid import UUID
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
-from lms_shared.http import PageParams, paginate
+from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
+from lms_shared.http import PageParams
 
-from .models import ALREADY_ENROLLED, Enrollment, EnrollmentCreate, EnrollmentStatus
+from .models import ALREADY_ENROLLED, Enrollment, EnrollmentCreate
+from .tables import ACTIVE_ENROLLMENT, EnrollmentRow
 
-__all__ = ["EnrollmentStore"]
+__all__ = ["ENROLLMENTS", "EnrollmentStore"]
+
+ENROLLMENTS = QuerySpec(
+    EnrollmentRow,
+    filters={
+        "course_id": ["eq", "in"],
+        "user_id": ["eq", "in"],
+        "status": ["eq"],
+        "enrolled_at": ["gte", "lt"],
+    },
+    sorts=["enrolled_at"],
+    default_sort="enrolled_at",
+)
+"""``GET /v1/enrollments``: ``?course_id=...&status=active&sort=-enrolled_at``."""
+
+
+def enrollment_out(row: EnrollmentRow) -> Enrollment:
+    """The API's view of an enrollment row."""
+    return Enrollment.model_validate(
+        {
+            "id": row.id,
+            "course_id": row.course_id,
+            "user_id": row.user_id,
+            "status": row.status,
+            "enrolled_at": row.enrolled_at,
+            "withdrawn_at": row.withdrawn_at,
+        }
+    )
 
 
 class EnrollmentStore:
-    """Enrollments of users in courses.
+    """Enrollments of users in courses, in the enrollments database.
 
     Args:
-        clock: stamps ``enrolled_at`` and ``withdrawn_at``.
+        db: the service's database (``service.db``).
+        clock: stamps ``enrolled_at``, ``withdrawn_at`` and ``deleted_at``.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
         self._clock = clock
-        self._enrollments: dict[UUID, Enrollment] = {}
 
     async def enroll(self, data: EnrollmentCreate) -> Enrollment:
         """Record an active enrollment.
 
         Raises:
             Conflict: ``already-enrolled``, the user has an active
-                enrollment in the course.
+                enrollment in the course (its id is in the problem).
         """
-        for existing in self._enrollments.values():
-            if (
-                existing.course_id == data.course_id
-                and existing.user_id == data.user_id
-                and existing.status == "active"
-            ):
+
+        async def insert(tx: AsyncSession) -> Enrollment:
+            row = EnrollmentRow(
+                course_id=data.course_id, user_id=data.user_id, enrolled_at=self._clock.now()
+            )
+            try:
+                async with self._db.transaction():  # nested: a savepoint of this unit
+                    tx.add(row)
+                    await tx.flush()
+            except ConstraintViolation as exc:
+                if not violated(exc, ACTIVE_ENROLLMENT):
+                    raise
+                existing = await tx.scalar(
+                    select(EnrollmentRow.id).where(
+                        EnrollmentRow.course_id == data.course_id,
+                        EnrollmentRow.user_id == data.user_id,
+                        EnrollmentRow.status == "active",
+                    )
+                )
                 raise Conflict(
                     f"user {data.user_id} is already enrolled in course {data.course_id}",
                     code=ALREADY_ENROLLED,
-                    enrollment_id=str(existing.id),
-                )
-        enrollment = Enrollment(
-            id=uuid.uuid4(), status="active", enrolled_at=self._clock.now(), **data.model_dump()
-        )
-        self._enrollments[enrollment.id] = enrollment
-        return enrollment
+                    enrollment_id=str(existing),
+                ) from exc
+            return enrollment_out(row)
+
+        return await self._db.run(insert)
 
     async def enrollment(self, enrollment_id: UUID) -> Enrollment:
         """One enrollment.
 
         Raises:
-            NotFound: it does not exist.
+            NotFound: it does not exist, or was dropped.
         """
-        try:
-            return self._enrollments[enrollment_id]
-        except KeyError:
-            raise NotFound(f"enrollment {enrollment_id} does not exist") from None
+        async with self._db.transaction(read_only=True) as tx:
+            return enrollment_out(await _enrollment(tx, enrollment_id))
 
     async def withdraw(self, enrollment_id: UUID) -> Enrollment:
         """Withdraw an active enrollment.
 
         Raises:
-            NotFound: it does not exist.
+            NotFound: it does not exist, or was dropped.
             Conflict: it is already withdrawn.
         """
-        enrollment = await self.enrollment(enrollment_id)
-        if enrollment.status != "active":
-            raise Conflict(f"enrollment {enrollment_id} is already withdrawn")
-        withdrawn = enrollment.model_copy(
-            update={"status": "withdrawn", "withdrawn_at": self._clock.now()}
-        )
-        self._enrollments[enrollment_id] = withdrawn
-        return withdrawn
+
+        async def withdraw(tx: AsyncSession) -> Enrollment:
+            row = await _enrollment(tx, enrollment_id, lock=True)
+            if row.status != "active":
+                raise Conflict(f"enrollment {enrollment_id} is already withdrawn")
+            row.status = "withdrawn"
+            row.withdrawn_at = self._clock.now()
+            await tx.flush()
+            return enrollment_out(row)
+
+        return await self._db.run(withdraw)
+
+    async def drop(self, enrollment_id: UUID) -> None:
+        """Drop an enrollment made by mistake (a soft delete).
+
+        Raises:
+            NotFound: it does not exist, or was already dropped.
+        """
+
+        async def drop(tx: AsyncSession) -> None:
+            row = await _enrollment(tx, enrollment_id, lock=True)
+            row.soft_delete(self._clock.now())
+
+        await self._db.run(drop)
 
     async def enrollments(
-        self,
-        params: PageParams,
-        *,
-        course_id: UUID | None = None,
-        user_id: UUID | None = None,
-        status: EnrollmentStatus | None = None,
+        self, query: ListQuery[EnrollmentRow], params: PageParams
     ) -> tuple[list[Enrollment], str | None]:
-        """A page of enrollments, optionally filtered, and the next cursor."""
-        enrollments = [
-            e
-            for e in self._enrollments.values()
-            if (course_id is None or e.course_id == course_id)
-            and (user_id is None or e.user_id == user_id)
-            and (status is None or e.status == status)
-        ]
-        return paginate(enrollments, params, key=lambda e: str(e.id))
+        """A page of enrollments, filtered and sorted as asked, and the next cursor."""
+        async with self._db.transaction(read_only=True) as tx:
+            rows, cursor = await query.page(tx, select(EnrollmentRow), params)
+        return [enrollment_out(row) for row in rows], cursor
+
+
+async def _enrollment(
+    tx: AsyncSession, enrollment_id: UUID, *, lock: bool = False
+) -> EnrollmentRow:
+    """An enrollment that was not dropped; ``lock`` holds its row for the unit of work."""
+    statement = select(EnrollmentRow).where(EnrollmentRow.id == enrollment_id)
+    if lock:
+        statement = statement.with_for_update()
+    row = await tx.scalar(statement)
+    if row is None:
+        raise NotFound(f"enrollment {enrollment_id} does not exist")
+    return row

@@ -7,24 +7,30 @@ checks with the enrollments service over HTTP.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request, Response
 
+from examples.persistence import LIST_PROBLEMS
 from examples.topology import service_url
 from examples.upstream import Upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
+from lms_shared.db import ListQuery
 from lms_shared.http import Page, PageParams, page_params
 
 from .models import ENROLLMENT_INACTIVE, Grade, GradeCreate, Submission, SubmissionCreate
-from .store import GradingStore
+from .store import SUBMISSIONS, GradingStore
+from .tables import Base, SubmissionRow
 
-__all__ = ["app", "build_service", "service"]
+__all__ = ["MIGRATIONS", "app", "build_service", "service"]
 
 VERSION = "0.1.0"
+MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
+SubmissionQuery = Annotated[ListQuery[SubmissionRow], Depends(SUBMISSIONS.dependency)]
 
 
 def build_service(
@@ -32,7 +38,10 @@ def build_service(
     settings: Settings | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
 ) -> Service:
-    """Build the grading service with a fresh, empty store.
+    """Build the grading service on its database (``LMS_DATABASE_*`` settings).
+
+    Its tables come from the revisions in :data:`MIGRATIONS` (applied at
+    start-up with ``LMS_DATABASE_MIGRATE_ON_START=true``, which the demo sets).
 
     Args:
         settings: explicit settings; read from ``LMS_*`` when omitted.
@@ -53,7 +62,8 @@ def build_service(
     )
     service.add_component(enrollments.component())
     service.health.add("enrollments", enrollments.ping, critical=False)
-    store = GradingStore(service.clock)
+    service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
+    store = GradingStore(service.db, service.clock)
     v1 = service.api(1, tags=["grading"])
 
     @v1.post(
@@ -75,23 +85,21 @@ def build_service(
                 code=ENROLLMENT_INACTIVE,
             )
         submission = await store.submit(
-            body, course_id=enrollment["course_id"], student_id=enrollment["user_id"]
+            body, course_id=UUID(enrollment["course_id"]), student_id=UUID(enrollment["user_id"])
         )
         response.headers["location"] = f"/v1/submissions/{submission.id}"
         return submission
 
-    @v1.get("/submissions")
+    @v1.get("/submissions", responses=LIST_PROBLEMS)
     async def list_submissions(
-        request: Request,
-        paging: Paging,
-        course_id: UUID | None = None,
-        student_id: UUID | None = None,
-        assignment: str | None = None,
+        request: Request, paging: Paging, query: SubmissionQuery
     ) -> Page[Submission]:
-        """List submissions with their grades, a page at a time."""
-        items, cursor = await store.submissions(
-            paging, course_id=course_id, student_id=student_id, assignment=assignment
-        )
+        """List submissions with their grades, a page at a time.
+
+        Filters: `course_id`, `enrollment_id` (`eq`), `student_id` (`eq`, `in`),
+        `assignment` (`eq`, `prefix`). Sort: `submitted_at` (default), `assignment`.
+        """
+        items, cursor = await store.submissions(query, paging)
         return Page[Submission].build(items, cursor, request)
 
     @v1.get("/submissions/{submission_id}")

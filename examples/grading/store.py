@@ -1,31 +1,79 @@
-"""Where grading keeps its data: in memory for now, behind one class.
+"""Where grading keeps its data: its tables, through ``service.db``.
 
-The database layer replaces :class:`GradingStore` with the same methods.
+:class:`GradingStore` is the repository the routes call. "One submission
+per enrollment and assignment" is a unique constraint, and "graded once"
+is the grade's primary key (the submission's id): racing requests cannot
+both win, and the loser gets a 409 problem.
 """
 
 from __future__ import annotations
 
-import uuid
 from uuid import UUID
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
-from lms_shared.http import PageParams, paginate
+from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
+from lms_shared.http import PageParams
 
 from .models import ALREADY_GRADED, Grade, GradeCreate, Submission, SubmissionCreate
+from .tables import GradeRow, SubmissionRow
 
-__all__ = ["GradingStore"]
+__all__ = ["SUBMISSIONS", "GradingStore"]
+
+SUBMISSIONS = QuerySpec(
+    SubmissionRow,
+    filters={
+        "course_id": ["eq"],
+        "student_id": ["eq", "in"],
+        "enrollment_id": ["eq"],
+        "assignment": ["eq", "prefix"],
+    },
+    sorts=["submitted_at", "assignment"],
+    default_sort="submitted_at",
+)
+"""``GET /v1/submissions``: ``?course_id=...&assignment[prefix]=Lab&sort=-submitted_at``."""
+
+
+def grade_out(row: GradeRow) -> Grade:
+    """The API's view of a grade row."""
+    return Grade(
+        score=row.score,
+        max_score=row.max_score,
+        percent=row.percent,
+        feedback=row.feedback,
+        grader_id=row.grader_id,
+        graded_at=row.graded_at,
+    )
+
+
+def submission_out(row: SubmissionRow) -> Submission:
+    """The API's view of a submission row and its grade."""
+    return Submission(
+        id=row.id,
+        enrollment_id=row.enrollment_id,
+        course_id=row.course_id,
+        student_id=row.student_id,
+        assignment=row.assignment,
+        content=row.content,
+        submitted_at=row.submitted_at,
+        grade=grade_out(row.grade) if row.grade is not None else None,
+    )
 
 
 class GradingStore:
-    """Submissions and their grades.
+    """Submissions and their grades, in the grading database.
 
     Args:
+        db: the service's database (``service.db``).
         clock: stamps ``submitted_at`` and ``graded_at``.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
         self._clock = clock
-        self._submissions: dict[UUID, Submission] = {}
 
     async def submit(
         self, data: SubmissionCreate, *, course_id: UUID, student_id: UUID
@@ -35,36 +83,39 @@ class GradingStore:
         Raises:
             Conflict: the enrollment already has a submission for the assignment.
         """
-        for existing in self._submissions.values():
-            if (
-                existing.enrollment_id == data.enrollment_id
-                and existing.assignment == data.assignment
-            ):
-                raise Conflict(
-                    f"{data.assignment!r} was already submitted"
-                    f" under enrollment {data.enrollment_id}",
-                    submission_id=str(existing.id),
-                )
-        submission = Submission(
-            id=uuid.uuid4(),
-            course_id=course_id,
-            student_id=student_id,
-            submitted_at=self._clock.now(),
-            **data.model_dump(),
-        )
-        self._submissions[submission.id] = submission
-        return submission
+
+        async def insert(tx: AsyncSession) -> Submission:
+            row = SubmissionRow(
+                **data.model_dump(),
+                course_id=course_id,
+                student_id=student_id,
+                submitted_at=self._clock.now(),
+                grade=None,
+            )
+            tx.add(row)
+            await tx.flush()
+            return submission_out(row)
+
+        try:
+            return await self._db.run(insert)
+        except ConstraintViolation as exc:
+            if not violated(exc, "uq_submissions_enrollment_id_assignment"):
+                raise
+            raise Conflict(
+                f"{data.assignment!r} was already submitted under enrollment {data.enrollment_id}"
+            ) from exc
 
     async def submission(self, submission_id: UUID) -> Submission:
-        """One submission.
+        """One submission and its grade.
 
         Raises:
             NotFound: it does not exist.
         """
-        try:
-            return self._submissions[submission_id]
-        except KeyError:
-            raise NotFound(f"submission {submission_id} does not exist") from None
+        async with self._db.transaction(read_only=True) as tx:
+            row = await tx.get(SubmissionRow, submission_id)
+        if row is None:
+            raise NotFound(f"submission {submission_id} does not exist")
+        return submission_out(row)
 
     async def grade(self, submission_id: UUID, data: GradeCreate) -> Grade:
         """Record the grade of a submission.
@@ -73,31 +124,36 @@ class GradingStore:
             NotFound: the submission does not exist.
             Conflict: ``already-graded``.
         """
-        submission = await self.submission(submission_id)
-        if submission.grade is not None:
-            raise Conflict(f"submission {submission_id} is already graded", code=ALREADY_GRADED)
-        grade = Grade(
-            percent=round(100 * data.score / data.max_score, 2),
-            graded_at=self._clock.now(),
-            **data.model_dump(),
-        )
-        self._submissions[submission_id] = submission.model_copy(update={"grade": grade})
-        return grade
+
+        async def insert(tx: AsyncSession) -> Grade:
+            found = await tx.scalar(
+                select(SubmissionRow.id).where(SubmissionRow.id == submission_id)
+            )
+            if found is None:
+                raise NotFound(f"submission {submission_id} does not exist")
+            row = GradeRow(
+                submission_id=submission_id,
+                percent=round(100 * data.score / data.max_score, 2),
+                graded_at=self._clock.now(),
+                **data.model_dump(),
+            )
+            tx.add(row)
+            await tx.flush()
+            return grade_out(row)
+
+        try:
+            return await self._db.run(insert)
+        except ConstraintViolation as exc:
+            if not violated(exc, "pk_grades"):
+                raise
+            raise Conflict(
+                f"submission {submission_id} is already graded", code=ALREADY_GRADED
+            ) from exc
 
     async def submissions(
-        self,
-        params: PageParams,
-        *,
-        course_id: UUID | None = None,
-        student_id: UUID | None = None,
-        assignment: str | None = None,
+        self, query: ListQuery[SubmissionRow], params: PageParams
     ) -> tuple[list[Submission], str | None]:
-        """A page of submissions, optionally filtered, and the next cursor."""
-        submissions = [
-            s
-            for s in self._submissions.values()
-            if (course_id is None or s.course_id == course_id)
-            and (student_id is None or s.student_id == student_id)
-            and (assignment is None or s.assignment == assignment)
-        ]
-        return paginate(submissions, params, key=lambda s: str(s.id))
+        """A page of submissions with their grades, filtered and sorted as asked."""
+        async with self._db.transaction(read_only=True) as tx:
+            rows, cursor = await query.page(tx, select(SubmissionRow), params)
+        return [submission_out(row) for row in rows], cursor

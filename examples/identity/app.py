@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request, Response
 
+from examples.persistence import LIST_PROBLEMS
 from lms_shared import Service, Settings, create_service
+from lms_shared.db import ListQuery
 from lms_shared.http import Page, PageParams, page_params
 
-from .models import Organization, OrganizationCreate, Role, User, UserCreate
-from .store import IdentityStore
+from .models import Organization, OrganizationCreate, User, UserCreate
+from .store import ORGANIZATIONS, USERS, IdentityStore
+from .tables import Base, OrganizationRow, UserRow
 
-__all__ = ["app", "build_service", "service"]
+__all__ = ["MIGRATIONS", "app", "build_service", "service"]
 
 VERSION = "0.1.0"
+MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
+OrganizationQuery = Annotated[ListQuery[OrganizationRow], Depends(ORGANIZATIONS.dependency)]
+UserQuery = Annotated[ListQuery[UserRow], Depends(USERS.dependency)]
 
 
 def build_service(*, settings: Settings | None = None) -> Service:
-    """Build the identity service with a fresh, empty store."""
+    """Build the identity service on its database (``LMS_DATABASE_*`` settings).
+
+    Its tables come from the revisions in :data:`MIGRATIONS`: applied at
+    start-up with ``LMS_DATABASE_MIGRATE_ON_START=true`` (the demo sets it),
+    or beforehand with ``lms-shared db upgrade --service examples.identity.app``.
+    """
     service = create_service(
         "identity",
         VERSION,
@@ -28,7 +40,8 @@ def build_service(*, settings: Settings | None = None) -> Service:
         title="Identity service",
         description="Organizations and their users (admins, instructors, students).",
     )
-    store = IdentityStore(service.clock)
+    service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
+    store = IdentityStore(service.db)
     v1 = service.api(1)
 
     @v1.post(
@@ -43,10 +56,16 @@ def build_service(*, settings: Settings | None = None) -> Service:
         response.headers["location"] = f"/v1/organizations/{org.id}"
         return org
 
-    @v1.get("/organizations", tags=["organizations"])
-    async def list_organizations(request: Request, paging: Paging) -> Page[Organization]:
-        """List organizations, a page at a time."""
-        items, cursor = await store.organizations(paging)
+    @v1.get("/organizations", tags=["organizations"], responses=LIST_PROBLEMS)
+    async def list_organizations(
+        request: Request, paging: Paging, query: OrganizationQuery
+    ) -> Page[Organization]:
+        """List organizations, a page at a time.
+
+        Filters: `slug` (`eq`, `prefix`: `?slug[prefix]=north`), `name` (`eq`,
+        `icontains`). Sort (`?sort=-name`): `created_at` (default), `name`, `slug`.
+        """
+        items, cursor = await store.organizations(query, paging)
         return Page[Organization].build(items, cursor, request)
 
     @v1.get("/organizations/{organization_id}", tags=["organizations"])
@@ -69,15 +88,15 @@ def build_service(*, settings: Settings | None = None) -> Service:
         response.headers["location"] = f"/v1/users/{user.id}"
         return user
 
-    @v1.get("/users", tags=["users"])
-    async def list_users(
-        request: Request,
-        paging: Paging,
-        role: Role | None = None,
-        organization_id: UUID | None = None,
-    ) -> Page[User]:
-        """List users, optionally by role or organization, a page at a time."""
-        items, cursor = await store.users(paging, role=role, organization_id=organization_id)
+    @v1.get("/users", tags=["users"], responses=LIST_PROBLEMS)
+    async def list_users(request: Request, paging: Paging, query: UserQuery) -> Page[User]:
+        """List users, a page at a time.
+
+        Filters: `role` (`eq`, `in`: `?role[in]=admin,instructor`),
+        `organization_id` (`eq`, `in`), `email` (`eq`), `name` (`icontains`).
+        Sort (`?sort=-created_at`): `created_at` (default), `name`, `email`.
+        """
+        items, cursor = await store.users(query, paging)
         return Page[User].build(items, cursor, request)
 
     @v1.get("/users/{user_id}", tags=["users"])

@@ -1,0 +1,383 @@
+"""The example platform keeps its data through lms_shared.db, on SQLite and PostgreSQL.
+
+* The demo's whole scenario plays in-process (the four services wired
+  through ASGI transports, as in ``tests/test_demo.py``), twice on the same
+  databases with a restart in between: migrate-on-start makes the tables
+  the first time and finds nothing to do the second, and the scenario plays
+  on the data the first run left.
+* Each service's migrations build exactly its models' tables (no drift) and
+  downgrade cleanly.
+* Unique rules are constraints: racing requests get one 201 and 409s.
+* ``make demo`` twice in a row on one state folder (SQLite files, kept).
+
+On PostgreSQL (``LMS_TEST_POSTGRES_URL``) every service gets its own schema
+(``LMS_DATABASE_SCHEMA``), made for the test and dropped after it, so
+parallel runs do not collide. Without a server those tests skip, and under
+``CI=true`` they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from rich.console import Console
+from sqlalchemy import MetaData, func, inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from tests.test_demo import (
+    ROOT,
+    SERVICES,
+    assert_platform_gone,
+    demo_env,
+    free_port_base,
+    platform_in_process,
+    summary_rows,
+)
+
+from examples.courses.app import build_service as build_courses
+from examples.courses.tables import Base as CoursesBase
+from examples.demo import run_scenario
+from examples.driver import StepResult
+from examples.enrollments.app import build_service as build_enrollments
+from examples.enrollments.tables import Base as EnrollmentsBase
+from examples.enrollments.tables import EnrollmentRow
+from examples.grading.app import build_service as build_grading
+from examples.grading.tables import Base as GradingBase
+from examples.identity.app import build_service as build_identity
+from examples.identity.tables import Base as IdentityBase
+from examples.scenario import STEPS
+from lms_shared import Service, Settings, load_settings
+from lms_shared.db import Migrations, parse_database_url
+from lms_shared.testing import service_client
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+BUILD: dict[str, Callable[..., Service]] = {
+    "identity": build_identity,
+    "courses": build_courses,
+    "enrollments": build_enrollments,
+    "grading": build_grading,
+}
+METADATA: dict[str, MetaData] = {
+    "identity": IdentityBase.metadata,
+    "courses": CoursesBase.metadata,
+    "enrollments": EnrollmentsBase.metadata,
+    "grading": GradingBase.metadata,
+}
+TABLES = {
+    "identity": {"organizations", "users"},
+    "courses": {"courses", "modules", "lessons"},
+    "enrollments": {"enrollments"},
+    "grading": {"submissions", "grades"},
+}
+SettingsFor = Callable[[str], Settings]
+
+
+@pytest.fixture(params=BACKENDS)
+async def settings_for(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[SettingsFor]:
+    """Each service's settings: its own SQLite file, or its own PostgreSQL schema.
+
+    Migrate-on-start is on, as in the demo. The PostgreSQL schemas are made
+    here and dropped afterwards, with everything in them.
+    """
+    if request.param == "sqlite":
+        state = tmp_path / "state"
+        yield lambda name: load_settings(state_dir=state, database_migrate_on_start=True)
+        return
+    url = str(request.getfixturevalue("postgres_url"))
+    prefix = f"lms_ex_{secrets.token_hex(4)}"
+    schemas = {name: f"{prefix}_{name}" for name in SERVICES}
+    admin = create_async_engine(parse_database_url(url))
+    try:
+        async with admin.begin() as conn:
+            for schema in schemas.values():
+                await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        yield lambda name: load_settings(
+            database_url=url, database_schema=schemas[name], database_migrate_on_start=True
+        )
+    finally:
+        async with admin.begin() as conn:
+            for schema in schemas.values():
+                await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+class InProcess(httpx.BaseTransport):
+    """The scenario's synchronous requests, sent to in-process services on the event loop.
+
+    The scenario runs in a worker thread; each request is handed to the
+    loop, where the service's client sends it through the ASGI app.
+    """
+
+    def __init__(
+        self, clients: Mapping[str, httpx.AsyncClient], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.clients = clients
+        self.loop = loop
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        client = self.clients[request.url.host.removesuffix(".test")]
+        sent = asyncio.run_coroutine_threadsafe(client.send(request), self.loop)
+        response = sent.result(timeout=60)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=response.content,
+            request=request,
+        )
+
+
+async def play(clients: Mapping[str, httpx.AsyncClient]) -> tuple[list[StepResult], str]:
+    """Play the demo's scenario against the in-process services; results and output."""
+    out = io.StringIO()
+    transport = InProcess(clients, asyncio.get_running_loop())
+    urls = {name: f"http://{name}.test" for name in SERVICES}
+    results = await asyncio.to_thread(
+        run_scenario, Console(file=out, width=160), urls, transport=transport
+    )
+    return results, out.getvalue()
+
+
+async def service_tables(service: Service) -> set[str]:
+    """The tables in the service's database (its schema on PostgreSQL)."""
+    async with service.db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+# --- the scenario, twice ------------------------------------------------------------------------
+
+
+async def test_scenario_plays_twice_on_the_same_databases(settings_for: SettingsFor) -> None:
+    organizations = []
+    for _ in range(2):  # a new platform each time: started, migrated, stopped
+        async with platform_in_process(settings_for) as clients:
+            results, output = await play(clients)
+        assert [r.result for r in results] == ["OK"] * len(STEPS), output
+        organizations.append(results[1].summary)
+
+    assert "(northwind; the first run)" in organizations[0]
+    assert "(northwind-2; 1 kept from earlier runs)" in organizations[1]
+    for name in SERVICES:  # each service has its own database (or schema), and only its tables
+        service = BUILD[name](settings=settings_for(name))
+        try:
+            assert await service_tables(service) == TABLES[name] | {f"alembic_version_{name}"}
+        finally:
+            await service.db.stop()
+    enrollments = build_enrollments(settings=settings_for("enrollments"))
+    try:
+        async with enrollments.db.transaction(read_only=True) as tx:
+            dropped = await tx.scalar(
+                select(func.count(EnrollmentRow.id))
+                .where(EnrollmentRow.deleted_at.is_not(None))
+                .execution_options(include_deleted=True)
+            )
+            # count(EnrollmentRow.id), not count().select_from(EnrollmentRow): without a
+            # tenant the database layer only sees entities among the selected columns
+            visible = await tx.scalar(select(func.count(EnrollmentRow.id)))
+    finally:
+        await enrollments.db.stop()
+    assert dropped == 2  # one dropped per run: kept in the table, soft-deleted
+    assert visible == 2 * 6  # each run's six students (one re-enrolled), dropped ones left out
+
+
+# --- migrations ---------------------------------------------------------------------------------
+
+
+def drift(metadata: MetaData) -> Callable[[Connection], list[Any]]:
+    """What autogenerate would still change to make the database match ``metadata``."""
+
+    def compare(conn: Connection) -> list[Any]:
+        own = set(metadata.tables)
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": True,
+                "include_name": lambda name, kind, _: kind != "table" or name in own,
+            },
+        )
+        return list(compare_metadata(context, metadata))
+
+    return compare
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_migrations_build_the_models_tables_and_downgrade(
+    settings_for: SettingsFor, name: str
+) -> None:
+    service = BUILD[name](settings=settings_for(name))
+    migrations = service.db.migrations
+    assert migrations is not None
+    try:
+        applied = await migrations.upgrade(service.db.engine)
+        async with service.db.engine.connect() as conn:
+            differences = await conn.run_sync(drift(METADATA[name]))
+        tables = await service_tables(service)
+        await migrations.downgrade(service.db.engine, "base")
+        left = await service_tables(service)
+    finally:
+        await service.db.stop()
+
+    assert applied == migrations.heads()
+    assert differences == []
+    assert tables == TABLES[name] | {f"alembic_version_{name}"}
+    assert left == {f"alembic_version_{name}"}
+
+
+# --- constraints, soft delete, lists ------------------------------------------------------------
+
+ORG = str(uuid4())
+
+
+def upstreams(request: httpx.Request) -> httpx.Response:
+    """Identity and courses as enrollments sees them: a student, a published course."""
+    path = request.url.path
+    if path.startswith("/v1/users/"):
+        user = path.rsplit("/", 1)[1]
+        return httpx.Response(200, json={"id": user, "role": "student", "organization_id": ORG})
+    if path.startswith("/v1/courses/"):
+        course = path.rsplit("/", 1)[1]
+        body = {"id": course, "code": "CS101", "status": "published", "organization_id": ORG}
+        return httpx.Response(200, json=body)
+    return httpx.Response(200, json={"status": "pass"})
+
+
+def enrollments_service(settings_for: SettingsFor) -> Service:
+    fake = httpx.MockTransport(upstreams)
+    return build_enrollments(
+        settings=settings_for("enrollments"), transports={"identity": fake, "courses": fake}
+    )
+
+
+async def test_racing_enrollments_get_one_201_and_409s_naming_the_winner(
+    settings_for: SettingsFor,
+) -> None:
+    body = {"course_id": str(uuid4()), "user_id": str(uuid4())}
+    async with service_client(enrollments_service(settings_for)) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/enrollments", json=body) for _ in range(5))
+        )
+        winner = next(r.json() for r in responses if r.status_code == 201)
+        dropped = await client.delete(f"/v1/enrollments/{winner['id']}")
+        gone = await client.get(f"/v1/enrollments/{winner['id']}")
+        again = await client.post("/v1/enrollments", json=body)
+        twice = await client.delete(f"/v1/enrollments/{winner['id']}")
+
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
+    for refused in (r.json() for r in responses if r.status_code == 409):
+        assert refused["code"] == "already-enrolled"
+        assert refused["enrollment_id"] == winner["id"]
+    assert dropped.status_code == 204
+    assert (gone.status_code, gone.json()["code"]) == (404, "not-found")
+    assert again.status_code == 201  # a dropped enrollment no longer counts
+    assert again.json()["id"] != winner["id"]
+    assert twice.status_code == 404
+
+
+async def test_lists_filter_sort_and_page_by_allowlist(settings_for: SettingsFor) -> None:
+    course = str(uuid4())
+    async with service_client(enrollments_service(settings_for)) as client:
+        made = [
+            (
+                await client.post("/v1/enrollments", json={"course_id": course, "user_id": user})
+            ).json()
+            for user in (str(uuid4()) for _ in range(5))
+        ]
+        other = await client.post(
+            "/v1/enrollments", json={"course_id": str(uuid4()), "user_id": str(uuid4())}
+        )
+        await client.post(f"/v1/enrollments/{made[0]['id']}/withdraw")
+
+        async def ids(**params: Any) -> list[str]:
+            found: list[str] = []
+            url: str | None = "/v1/enrollments"
+            query: dict[str, Any] | None = {**params, "limit": 2}
+            while url is not None:
+                page = await client.get(url, params=query)
+                assert page.status_code == 200, page.text
+                found.extend(item["id"] for item in page.json()["items"])
+                url, query = page.json()["links"]["next"], None
+            return found
+
+        by_course = await ids(course_id=course)
+        newest_first = await ids(course_id=course, sort="-enrolled_at")
+        active = await ids(course_id=course, status="active")
+        either = await ids(**{"user_id[in]": f"{made[1]['user_id']},{made[2]['user_id']}"})
+        unknown = await client.get("/v1/enrollments", params={"colour": "red"})
+        operator = await client.get("/v1/enrollments", params={"status[contains]": "act"})
+        sort = await client.get("/v1/enrollments", params={"sort": "user_id"})
+        first = (await client.get("/v1/enrollments", params={"limit": 1})).json()
+        mixed = await client.get(
+            "/v1/enrollments", params={"cursor": first["next_cursor"], "sort": "-enrolled_at"}
+        )
+
+    assert other.status_code == 201
+    assert sorted(by_course) == sorted(e["id"] for e in made)
+    assert sorted(newest_first) == sorted(by_course)
+    assert len(active) == 4
+    assert made[0]["id"] not in active
+    assert sorted(either) == sorted([made[1]["id"], made[2]["id"]])
+    assert (unknown.status_code, unknown.json()["code"]) == (400, "invalid-filter")
+    assert unknown.json()["parameter"] == "colour"
+    assert (operator.status_code, operator.json()["code"]) == (400, "invalid-filter")
+    assert operator.json()["parameter"] == "status[contains]"
+    assert (sort.status_code, sort.json()["code"]) == (400, "invalid-sort")
+    assert (mixed.status_code, mixed.json()["code"]) == (400, "invalid-cursor")
+
+
+# --- `make demo` twice ----------------------------------------------------------------------------
+
+
+def migrated(log: str) -> list[list[str]]:
+    """The revisions each ``migrated`` line of a service's log says it applied."""
+    lines = (json.loads(line) for line in log.splitlines() if line.startswith("{"))
+    return [line["revisions"] for line in lines if line.get("event") == "migrated"]
+
+
+@pytest.mark.slow
+def test_demo_twice_on_one_state_folder_keeps_the_data_and_plays_on_it(tmp_path: Path) -> None:
+    base, state = free_port_base(), tmp_path / "state"
+    env = demo_env(base, state)  # no LMS_DATABASE_URL: SQLite files in the state folder
+    outputs: list[str] = []
+    for run in (1, 2):
+        done = subprocess.run(
+            [sys.executable, "-m", "examples.demo", "--once"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output
+        assert summary_rows(output) == {step.title: "OK" for step in STEPS}, output
+        for name, port in zip(SERVICES, range(base + 1, base + 5), strict=True):
+            assert f"http://127.0.0.1:{port}/docs" in output
+            log = (state / "demo" / f"{name}.log").read_text()
+            assert '"event":"service started"' in log
+            heads = Migrations(
+                ROOT / "examples" / name / "migrations", version_table=f"alembic_version_{name}"
+            ).heads()
+            assert migrated(log) == [heads if run == 1 else []], log
+            assert (state / f"{name}.sqlite3").is_file()
+        assert "stopped identity, courses, enrollments, grading" in output
+        assert f"one SQLite file per service in {state}" in " ".join(output.split())
+        assert_platform_gone(base)
+        outputs.append(output)
+
+    assert "(northwind; the first run)" in outputs[0]
+    assert "(northwind-2; 1 kept from earlier runs)" in outputs[1]
