@@ -192,3 +192,20 @@ async def test_raw_sql_is_outside_the_rules(database: Database) -> None:
     await seed(database)
     async with database.transaction(tenant="acme", read_only=True) as tx:
         assert await tx.scalar(text("SELECT count(*) FROM courses")) == 4
+
+
+async def test_statements_that_only_name_the_table_are_scoped_too(database: Database) -> None:
+    """``select(func.count()).select_from(Model)`` selects no entity, only a FROM."""
+    await seed(database)
+    count = select(func.count()).select_from(Course)
+    with pytest.raises(TenantScopeError, match="courses is tenant-owned"):
+        async with database.transaction(read_only=True) as tx:
+            await tx.scalar(count)
+    async with database.transaction(all_tenants=True) as tx:
+        course = await tx.get(Course, 1)
+        assert course is not None
+        course.soft_delete(ManualClock().now())
+    async with database.transaction(all_tenants=True, read_only=True) as tx:
+        assert await tx.scalar(count) == 3  # the soft-deleted row is left out
+        everything = count.execution_options(include_deleted=True)
+        assert await tx.scalar(everything) == 4

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
 
 from lms_shared.clock import Clock
 from lms_shared.db._errors import TenantScopeError
@@ -34,7 +35,6 @@ from lms_shared.db._models import (
     SoftDeleteMixin,
     TenantMixin,
     TimestampMixin,
-    soft_deletable,
     tenant_owned,
 )
 
@@ -109,14 +109,17 @@ def _scope_statement(state: ORMExecuteState) -> None:
             )
         )
     elif not (options.get("all_tenants", False) or state.session.info.get(ALL_TENANTS_KEY)):
-        owned = [m.class_.__name__ for m in mappers if tenant_owned(m.class_)]
+        owned_mappers = [m for m in mappers if tenant_owned(m.class_)]
+        owned = [m.class_.__name__ for m in owned_mappers]
+        named = {getattr(m.local_table, "name", None) for m in owned_mappers}
+        owned += [t for t in _tenant_tables(state.statement) if t not in named]
         if owned:
             raise TenantScopeError(
                 f"{', '.join(owned)} is tenant-owned: open the transaction with a tenant"
             )
-    if not options.get("include_deleted", False) and (
-        tenant is not None or any(soft_deletable(m.class_) for m in mappers)
-    ):
+    # always, not only when an entity is selected: select(func.count()).select_from(Model)
+    # selects no entity, yet its FROM must still leave soft-deleted rows out
+    if not options.get("include_deleted", False):
         criteria.append(
             with_loader_criteria(
                 SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True
@@ -124,6 +127,19 @@ def _scope_statement(state: ORMExecuteState) -> None:
         )
     if criteria:
         state.statement = state.statement.options(*criteria)
+
+
+def _tenant_tables(statement: Any) -> list[str]:
+    """Tables in a statement's FROMs that carry a ``tenant_id`` column.
+
+    Catches statements that name a tenant-owned table without selecting its
+    entity (``select(func.count()).select_from(Course)``).
+    """
+    try:
+        tables = find_tables(statement, include_joins=True, include_aliases=True)
+    except (AttributeError, TypeError):  # a statement shape find_tables cannot walk
+        return []
+    return sorted({t.name for t in tables if "tenant_id" in getattr(t, "c", ())})
 
 
 def _stamp_rows(session: Session, _: UOWTransaction, __: object) -> None:
