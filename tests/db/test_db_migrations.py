@@ -292,3 +292,34 @@ def test_the_cli_finds_migrations_through_the_service(
     assert (tmp_path / "state" / "notes.sqlite3").exists()
     result = CliRunner().invoke(cli, ["db", "current", "--service", "notes_app"])
     assert "0002 (head)" in result.output
+
+
+async def test_migrate_on_start_creates_a_missing_schema(postgres_url: str, tmp_path: Path) -> None:
+    import secrets
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    schema = f"lms_new_{secrets.token_hex(4)}"
+    settings = load_settings(
+        database_url=postgres_url, database_migrate_on_start=True, database_schema=schema
+    )
+    service = create_service("notes", "1.0.0", settings=settings)
+    service.db.use_migrations(write_revisions(tmp_path / "migrations", "postgresql"))
+    engine = create_async_engine(postgres_url)
+    try:
+        async with service_client(service) as client:
+            assert (await client.get("/health/ready")).status_code == 200
+        async with engine.connect() as conn:
+            found = await conn.scalar(
+                text(
+                    "SELECT count(*) FROM information_schema.tables "
+                    "WHERE table_schema = :s AND table_name = 'notes'"
+                ),
+                {"s": schema},
+            )
+        assert found == 1
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()

@@ -27,6 +27,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.schema import CreateSchema
 
 from lms_shared.clock import Clock, SystemClock
 from lms_shared.db._config import DatabaseConfig
@@ -152,9 +153,19 @@ class Database(UnitsOfWork):
                     "LMS_DATABASE_MIGRATE_ON_START is set but the service has no "
                     "migrations: call service.db.use_migrations(folder)"
                 )
+            await self._ensure_schema()
             applied = await self.migrations.upgrade(self.engine)
             self.log.info("migrated", revisions=applied)
         self.log.info("database started", url=self.config.redacted_url())
+
+    async def _ensure_schema(self) -> None:
+        # a schema that does not exist would silently put the tables in
+        # "public" (the search path is "<schema>,public"): create it first
+        schema = self.config.schema
+        if schema is None or self.dialect != "postgresql":
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(CreateSchema(schema, if_not_exists=True))
 
     async def stop(self) -> None:
         """Dispose every pool (idempotent; the database reopens if used again)."""
