@@ -238,6 +238,30 @@ async def test_an_unreachable_identity_at_start_is_retried_with_backoff(
         await jwks.stop()
 
 
+async def test_without_keys_a_token_may_trigger_a_fetch_once_a_second(
+    keys: dict[str, SigningKey], clock: ManualClock
+) -> None:
+    identity = Identity(keys["RS256"])
+    identity.status = 503
+    kid = keys["RS256"].kid
+    jwks = keyset(identity, clock, min_refetch_interval=30)
+    await jwks.start()  # fails at t=0; background retries at 0.5 and 1.5, then 3.5
+    try:
+        await clock.advance(0.5)
+        await settled(lambda: identity.requests == 2 and clock.sleepers == 1)
+        await clock.advance(1.0)
+        await settled(lambda: identity.requests == 3 and clock.sleepers == 1)
+        identity.status = 200
+        await clock.advance(0.5)
+        assert await jwks.refresh_for(kid) is None  # 0.5 s since the last attempt
+        assert identity.requests == 3
+        await clock.advance(0.5)
+        assert await jwks.refresh_for(kid) is not None  # 1 s: not 30, as no key is loaded
+        assert identity.requests == 4
+    finally:
+        await jwks.stop()
+
+
 def _rsa_1024_jwk() -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 

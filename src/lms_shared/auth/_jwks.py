@@ -6,7 +6,8 @@ lifecycle component that fetches a JWKS document with httpx when the
 service starts, refreshes it in the background every ``refresh_interval``
 seconds of the injected clock, and refetches early when a token names an
 unknown ``kid`` (a key rotated in) -- at most once per
-``min_refetch_interval``, and one fetch at a time, so a flood of tokens
+``min_refetch_interval`` (once a second while no key is loaded at all),
+and one fetch at a time, so a flood of tokens
 with made-up key ids costs one request to the identity service, not one
 each. A failed fetch keeps the keys already loaded. Documents are bounded
 (size, number of keys); a key that cannot be used is skipped and logged.
@@ -203,7 +204,9 @@ class JwksKeys:
 
     def _may_refetch(self) -> bool:
         last = self._last_attempt
-        return last is None or self.clock.monotonic() - last >= self.min_refetch_interval
+        # with no key at all (identity was down at start-up) a token may try once a second
+        interval = self.min_refetch_interval if self._keys else min(1.0, self.min_refetch_interval)
+        return last is None or self.clock.monotonic() - last >= interval
 
     async def refresh(self) -> None:
         """Fetch the document now.

@@ -151,11 +151,12 @@ def list_keys(
     if as_json:
         typer.echo(json.dumps([_describe(k) for k in keys]))
         return
-    table = Table("id", "name", "owner", "roles", "scopes", "expires", "last used", "state")
+    table = Table("name", "owner", "roles", "scopes", "expires", "last used")
+    table.add_column("state", no_wrap=True)
+    table.add_column("id", no_wrap=True)
     for key in keys:
         state = "revoked" if key.revoked_at else ("rotated" if key.replaced_by else "active")
         table.add_row(
-            key.id,
             key.name,
             key.owner,
             ",".join(sorted(key.roles)) or "-",
@@ -163,6 +164,7 @@ def list_keys(
             key.expires_at.isoformat(timespec="seconds") if key.expires_at else "never",
             key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
             state,
+            key.id,
         )
     out.print(table)
 

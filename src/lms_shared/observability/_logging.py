@@ -59,8 +59,8 @@ def _shared_processors() -> list[Processor]:
         _add_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_personal_data,
         Redactor(),  # secrets and personal data under well-known keys
+        redact_personal_data,  # fields marked Personal() in models, masked as the model says
     ]
 
 

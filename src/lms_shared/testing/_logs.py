@@ -53,8 +53,8 @@ def capture_logs() -> Iterator[CapturedLogs]:
         processors=[
             structlog.contextvars.merge_contextvars,
             add_request_id,
-            redact_personal_data,
             Redactor(),
+            redact_personal_data,
             keep,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
