@@ -146,3 +146,21 @@ def test_route_declared_codes_keep_their_own_types(document: dict[str, Any]) -> 
     )
     assert examples["not-found"]["value"]["code"] == "not-found"
     assert "lms-problem-base:" not in json.dumps(document)
+
+
+def test_secured_operations_document_401_and_403(make_service: Callable[..., Service]) -> None:
+    from lms_shared.auth import Principal, require
+
+    service = make_service()
+
+    @service.router.post("/v1/grades")
+    async def grade(who: Principal = require("grade:write")) -> dict[str, str]:
+        return {"by": who.subject}
+
+    operation = service.app.openapi()["paths"]["/v1/grades"]["post"]
+    assert operation["security"]
+    for status, slug in (("401", "unauthorized"), ("403", "forbidden")):
+        example = operation["responses"][status]["content"]["application/problem+json"]
+        assert example["example"]["code"] == slug
+    public = service.app.openapi()["paths"]["/health/live"]["get"]["responses"]
+    assert "401" not in public

@@ -128,6 +128,8 @@ def _codes_for(operation: dict[str, Any], path: str) -> list[ErrorCode]:
         codes.extend(_WITH_BODY)
     if "{" in path:
         codes.append(errors.NOT_FOUND)
+    if operation.get("security"):
+        codes.extend((errors.UNAUTHORIZED, errors.FORBIDDEN))
     return codes
 
 
