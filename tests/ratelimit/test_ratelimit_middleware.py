@@ -209,3 +209,26 @@ def test_bad_settings_fail_at_construction_naming_the_variable(
     with pytest.raises(SettingsError) as caught:
         create_service("courses", "1.0.0", settings=load_settings(**overrides))
     assert [var for var, _ in caught.value.problems] == [variable]
+
+
+async def test_route_overrides_inside_versioned_routers_are_found() -> None:
+    """Routes of ``service.api(1)`` live inside an included router."""
+    settings = load_settings(ratelimit_default=None)
+    service = create_service("identity", "1.0.0", settings=settings, clock=ManualClock())
+    v1 = service.api(1)
+
+    @v1.post("/login")
+    @limit("2/minute", name="login")
+    async def login() -> dict[str, bool]:
+        return {"ok": True}
+
+    @v1.get("/users")
+    async def users() -> dict[str, bool]:
+        return {"ok": True}
+
+    service.include(v1)
+    async with service_client(service) as client:
+        codes = [(await client.post("/v1/login")).status_code for _ in range(3)]
+        listed = [(await client.get("/v1/users")).status_code for _ in range(5)]
+    assert codes == [200, 200, 429]
+    assert set(listed) == {200}

@@ -19,7 +19,7 @@ never limited.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -124,7 +124,7 @@ class RateLimitMiddleware:
     def bind(self, routes: Iterable[Any]) -> None:
         """Collect the routes that carry their own limit (done at start-up)."""
         table = []
-        for route in routes:
+        for route in _flatten(routes):
             rule = getattr(getattr(route, "endpoint", None), ATTRIBUTE, None)
             if isinstance(rule, RouteLimit):
                 table.append((route, rule))
@@ -215,3 +215,18 @@ class RateLimitMiddleware:
         )
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _flatten(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, including those of included routers.
+
+    FastAPI (0.165 and later) keeps an included router as one entry whose
+    ``effective_candidates()`` are its routes with the prefix applied; a
+    route of ``service.api(1)`` is only found by looking inside.
+    """
+    for route in routes:
+        nested = getattr(route, "effective_candidates", None)
+        if callable(nested):
+            yield from _flatten(nested())
+        else:
+            yield route
