@@ -13,6 +13,13 @@ in the state folder (``.lms/identity.sqlite3``, ...), or wherever
 date before it serves. Data is kept between runs and the scenario plays on
 top of it (every run is a new term); delete the files to start over.
 
+Authentication is wired with the ``LMS_AUTH_*`` settings, made fresh for
+each run (:mod:`examples.access`): identity gets a new signing key and each
+calling service a client secret; the others verify tokens against
+identity's JWKS. Tokens of an earlier run are therefore not accepted. Identity encrypts
+users' phone numbers with a keyring (``LMS_ENCRYPTION_KEYS``) made at the
+first run and kept beside the data, in ``<state>/demo/encryption-keys``.
+
 Usage: ``python -m examples.demo [--once] [--start-timeout SECONDS]``
 """
 
@@ -33,12 +40,14 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
+from examples.access import auth_environ, new_platform_secrets
 from examples.driver import StepResult, run_step
 from examples.processes import Platform, PlatformError, ServiceProcess
 from examples.report import data_line, services_table, step_line, stopped_line, summary_table
 from examples.scenario import STEPS, Scenario
-from examples.topology import SERVICES, port_base, service_port
+from examples.topology import HOST, SERVICES, port_base, service_port
 from lms_shared import SettingsError, load_settings
+from lms_shared.security import new_key_spec
 
 __all__ = ["main", "run_scenario"]
 
@@ -118,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error:[/] {exc}")
         return EXIT_USAGE
     state_dir = settings.state_dir.resolve()  # the children run in ROOT, maybe not here
+    identity_url = f"http://{HOST}:{service_port('identity', base)}"
+    platform_secrets = new_platform_secrets(encryption_keys=_encryption_keys(state_dir))
     platform = Platform(
         {name: service_port(name, base) for name in SERVICES},
         root=ROOT,
@@ -126,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             **os.environ,
             "LMS_STATE_DIR": str(state_dir),
             "LMS_DATABASE_MIGRATE_ON_START": "true",
+        },
+        service_environ={
+            name: auth_environ(name, identity_url, platform_secrets) for name in SERVICES
         },
     )
     atexit.register(platform.stop)
@@ -156,6 +170,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(stopped_line(codes))
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _encryption_keys(state_dir: Path) -> str:
+    """Identity's field-encryption keyring, made at the first demo and kept with the data.
+
+    Encrypted phone numbers stay in identity's database between runs, so
+    their key must too: ``<state>/demo/encryption-keys`` (mode 0600).
+    """
+    path = state_dir / "demo" / "encryption-keys"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(new_key_spec("demo-1"))
+    return path.read_text().strip()
 
 
 def _run(

@@ -35,11 +35,20 @@ class Driver:
         client: a synchronous httpx client.
         urls: base URL per service name.
         details: renderables the current step wants shown under its line.
+        credentials: per actor (``admin``, a user id, ...), the headers that
+            authenticate its requests (``Authorization: Bearer ...``);
+            requests name their actor with ``as_``.
     """
 
     client: httpx.Client
     urls: Mapping[str, str]
     details: list[RenderableType] = field(default_factory=list)
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    last_response: httpx.Response | None = None
+
+    def login(self, actor: str, token: str) -> None:
+        """Send ``actor``'s requests with the bearer ``token`` from now on."""
+        self.credentials[actor] = {"authorization": f"Bearer {token}"}
 
     def call(
         self,
@@ -50,14 +59,22 @@ class Driver:
         expect: int,
         json: Any = None,
         params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        as_: str | None = None,
     ) -> httpx.Response:
         """Send a request to a service and check its status.
+
+        Args:
+            headers: more request headers.
+            as_: the actor whose credentials the request carries (none if ``None``).
 
         Raises:
             StepFailed: the status is not ``expect``.
         """
         url = path if path.startswith("http") else self.urls[service] + path
-        response = self.client.request(method, url, json=json, params=params)
+        sent = {**(self.credentials[as_] if as_ is not None else {}), **(headers or {})}
+        response = self.client.request(method, url, json=json, params=params, headers=sent)
+        self.last_response = response
         if response.status_code != expect:
             raise StepFailed(
                 f"{method} {path} on {service} answered {response.status_code}, "
@@ -82,6 +99,8 @@ class Driver:
         code: str,
         json: Any = None,
         params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        as_: str | None = None,
         show: bool = False,
     ) -> dict[str, Any]:
         """Send a request that must be refused with the problem ``code``.
@@ -92,7 +111,16 @@ class Driver:
         Raises:
             StepFailed: the answer is not that problem.
         """
-        response = self.call(method, service, path, expect=status, json=json, params=params)
+        response = self.call(
+            method,
+            service,
+            path,
+            expect=status,
+            json=json,
+            params=params,
+            headers=headers,
+            as_=as_,
+        )
         content_type = response.headers.get("content-type", "")
         if not content_type.startswith(PROBLEM_TYPE):
             raise StepFailed(f"{method} {path} answered {content_type!r}, not {PROBLEM_TYPE}")

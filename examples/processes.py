@@ -100,6 +100,8 @@ class Platform:
         log_dir: where each service's log file goes.
         environ: the children's environment; ``PYTHONUNBUFFERED`` and every
             service's ``LMS_DEMO_<NAME>_URL`` are added to it.
+        service_environ: per service name, more variables for that service
+            only (its own ``LMS_AUTH_*`` settings and secrets).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Platform:
         root: Path,
         log_dir: Path,
         environ: Mapping[str, str],
+        service_environ: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.root = root
         self.log_dir = log_dir
@@ -120,6 +123,7 @@ class Platform:
             "PYTHONUNBUFFERED": "1",
             **{url_variable(s.name): s.url for s in self.services},
         }
+        self.service_environ = dict(service_environ or {})
 
     def start(self) -> None:
         """Start every service (without waiting for it to be ready).
@@ -154,7 +158,7 @@ class Platform:
         svc.process = subprocess.Popen(
             command,
             cwd=self.root,
-            env=self.environ,
+            env={**self.environ, **self.service_environ.get(svc.name, {})},
             stdin=subprocess.DEVNULL,
             stdout=svc.log_file,
             stderr=subprocess.STDOUT,

@@ -6,6 +6,12 @@ summary; it raises :class:`StepFailed` when a service answered something
 else. Illegal requests are part of the script: the step passes when the
 service refuses them with the right RFC 9457 problem.
 
+Every call carries credentials: the platform's first admin is bootstrapped
+once (``POST /v1/bootstrap`` works only while identity has no user), then
+the admin, the instructor and each student log in with a password and send
+their access token; one call uses an API key. Each service checks the
+permission a route needs, so a student trying to grade gets a 403 problem.
+
 The services keep their data between runs (each has its own database), so
 the scenario plays on whatever earlier runs left: every run is a new term,
 with its own organization (``northwind``, then ``northwind-2``, ...) whose
@@ -33,6 +39,16 @@ STUDENTS = (
     "Donald Knuth",
 )
 SCORES = (92.0, 78.5, 88.0, 95.0, 81.0, 70.5)
+ADMIN = {
+    "email": "grace.hopper@lms-platform.org",
+    "name": "Grace Hopper",
+    "password": "demo: change me before production",
+}
+"""The platform admin, bootstrapped by the first run (and logged in as by every run)."""
+PASSWORD = "correct horse battery staple"
+"""Every demo user's password (the demo shows logins, not password policy)."""
+DESCRIPTION = "<b>Intro</b><img src=x onerror=alert(1)>"
+"""A course description with a script in it: courses keeps the markup, not the script."""
 OUTLINE = {
     "Foundations": [("Why services fail", 25), ("Timeouts and retries", 30)],
     "Messaging": [("Events and the outbox", 35), ("Idempotent consumers", 30)],
@@ -51,6 +67,15 @@ class Scenario(Driver):
     course_id: str = ""
     enrollment_ids: list[str] = field(default_factory=list)
     submission_ids: list[str] = field(default_factory=list)
+    emails: dict[str, str] = field(default_factory=dict)
+
+    def log_in(self, actor: str, email: str, password: str = PASSWORD) -> None:
+        """Log in at identity; ``actor``'s requests carry the access token from then on."""
+        body = {"email": email, "password": password}
+        answer = self.json("POST", "identity", "/v1/login", expect=200, json=body)
+        if answer.get("token_type") != "Bearer" or not answer.get("access_token"):
+            raise StepFailed(f"the login answered no bearer token: {sorted(answer)}")
+        self.login(actor, answer["access_token"])
 
 
 def check_readiness(s: Scenario) -> str:
@@ -67,13 +92,29 @@ def check_readiness(s: Scenario) -> str:
     return f"{len(s.urls)} ready; {'; '.join(edges)}"
 
 
+def bootstrap_admin(s: Scenario) -> str:
+    """The first run makes the platform admin; later ones are refused. Log in as the admin."""
+    body = {"organization": {"name": "LMS platform", "slug": "lms-platform"}, **ADMIN}
+    response = s.client.post(s.urls["identity"] + "/v1/bootstrap", json=body)
+    if response.status_code == 201:
+        made = "201 bootstrapped the admin"
+    elif response.status_code == 409 and response.json().get("code") == "already-bootstrapped":
+        made = "409 already-bootstrapped (kept from an earlier run)"
+    else:
+        raise StepFailed(f"bootstrap answered {response.status_code}: {response.text[:300]}")
+    s.problem("GET", "identity", "/v1/organizations", status=401, code="unauthorized")
+    s.log_in("admin", ADMIN["email"], ADMIN["password"])
+    s.json("GET", "identity", "/v1/organizations", expect=200, as_="admin")
+    return f"{made}; 401 unauthorized without a token, 200 as the logged-in admin"
+
+
 def earlier_terms(s: Scenario) -> list[int]:
     """The terms earlier runs left: 1 for ``northwind``, n for ``northwind-n``."""
     terms: list[int] = []
     url = s.urls["identity"] + "/v1/organizations"
     params: Mapping[str, str | int] | None = {"slug[prefix]": "northwind", "limit": 200}
     while url:
-        page = s.json("GET", "identity", url, expect=200, params=params)
+        page = s.json("GET", "identity", url, expect=200, params=params, as_="admin")
         for org in page["items"]:
             found = re.fullmatch(r"northwind(?:-([0-9]+))?", org["slug"])
             if found:
@@ -88,25 +129,60 @@ def create_organization(s: Scenario) -> str:
     term = max(earlier, default=0) + 1
     s.org_slug = "northwind" if term == 1 else f"northwind-{term}"
     body = {"name": "Northwind University", "slug": s.org_slug}
-    org = s.json("POST", "identity", "/v1/organizations", expect=201, json=body)
+    org = s.json("POST", "identity", "/v1/organizations", expect=201, json=body, as_="admin")
     s.org_id = org["id"]
-    s.problem("POST", "identity", "/v1/organizations", status=409, code="conflict", json=body)
+    s.problem(
+        "POST", "identity", "/v1/organizations", status=409, code="conflict", json=body, as_="admin"
+    )
     kept = f"{len(earlier)} kept from earlier runs" if earlier else "the first run"
     return f"201 {org['name']} ({org['slug']}; {kept}), then 409 conflict for the same slug"
 
 
 def register_users(s: Scenario) -> str:
-    """Register an admin, an instructor and the students."""
+    """The platform admin registers the term's admin, instructor and students."""
 
     def register(name: str, role: str) -> str:
         email = f"{name.lower().replace(' ', '.')}@{s.org_slug}.edu"
-        body = {"email": email, "name": name, "role": role, "organization_id": s.org_id}
-        return str(s.json("POST", "identity", "/v1/users", expect=201, json=body)["id"])
+        phone = f"+4420794600{len(s.emails):02d}"
+        body = {
+            "email": email,
+            "name": name,
+            "role": role,
+            "organization_id": s.org_id,
+            "password": PASSWORD,
+            "phone": phone,
+        }
+        user = s.json("POST", "identity", "/v1/users", expect=201, json=body, as_="admin")
+        if "password" in user or "password_hash" in user:
+            raise StepFailed("identity answered with the user's password")
+        if user.get("phone") != phone:
+            raise StepFailed(f"the phone number came back as {user.get('phone')!r}")
+        s.emails[user["id"]] = email
+        return str(user["id"])
 
-    s.admin_id = register("Grace Hopper", "admin")
+    s.admin_id = register("Edgar Codd", "admin")
     s.instructor_id = register("Barbara Liskov", "instructor")
     s.student_ids = [register(name, "student") for name in STUDENTS]
-    return f"201 x {2 + len(STUDENTS)}: 1 admin, 1 instructor, {len(STUDENTS)} students"
+    return (
+        f"201 x {2 + len(STUDENTS)}: 1 admin, 1 instructor, {len(STUDENTS)} students "
+        "(argon2id passwords, phone numbers encrypted)"
+    )
+
+
+def log_in_users(s: Scenario) -> str:
+    """The instructor and every student log in with their password (argon2id at identity)."""
+    s.problem(
+        "POST",
+        "identity",
+        "/v1/login",
+        status=401,
+        code="invalid-login",
+        json={"email": s.emails[s.instructor_id], "password": "not the password"},
+    )
+    s.log_in("instructor", s.emails[s.instructor_id])
+    for student in s.student_ids:
+        s.log_in(student, s.emails[student])
+    return f"401 invalid-login for a wrong password, then 200 x {1 + len(s.student_ids)} tokens"
 
 
 def build_course(s: Scenario) -> str:
@@ -119,11 +195,21 @@ def build_course(s: Scenario) -> str:
         json={
             "code": "CS101",
             "title": "Distributed systems",
+            "description": DESCRIPTION,
             "organization_id": s.org_id,
             "instructor_id": s.instructor_id,
         },
+        as_="instructor",
     )
     s.course_id = course["id"]
+    stored = s.json("GET", "courses", f"/v1/courses/{s.course_id}", expect=200, as_="instructor")
+    if "onerror" in stored["description"] or "<b>Intro</b>" not in stored["description"]:
+        raise StepFailed(f"the description was stored as {stored['description']!r}")
+    table = Table(title="description", title_justify="left")
+    table.add_column("posted")
+    table.add_column("stored")
+    table.add_row(DESCRIPTION, stored["description"])
+    s.details.append(table)
     lessons = 0
     for title, outline in OUTLINE.items():
         module = s.json(
@@ -132,6 +218,7 @@ def build_course(s: Scenario) -> str:
             f"/v1/courses/{s.course_id}/modules",
             expect=201,
             json={"title": title},
+            as_="instructor",
         )
         for lesson, minutes in outline:
             s.call(
@@ -140,9 +227,75 @@ def build_course(s: Scenario) -> str:
                 f"/v1/courses/{s.course_id}/modules/{module['id']}/lessons",
                 expect=201,
                 json={"title": lesson, "duration_minutes": minutes},
+                as_="instructor",
             )
             lessons += 1
     return f"201 CS101 ({course['status']}): {len(OUTLINE)} modules, {lessons} lessons"
+
+
+def throttle_password_guessing(s: Scenario) -> str:
+    """Guessing one account's password: 401s, then a 429 with Retry-After (5/minute/account)."""
+    target = s.emails[s.admin_id]  # the term's admin has not logged in yet
+    guesses = 0
+    while True:
+        response = s.client.post(
+            s.urls["identity"] + "/v1/login", json={"email": target, "password": f"guess {guesses}"}
+        )
+        guesses += 1
+        if response.status_code != 401:
+            break
+        if guesses > 10:
+            raise StepFailed("ten wrong passwords in a row and no rate limit")
+    if guesses != 6:
+        raise StepFailed(f"the rate limit came after {guesses - 1} wrong passwords, expected 5")
+    problem = s.problem(
+        "POST",
+        "identity",
+        "/v1/login",
+        status=429,
+        code="rate-limited",
+        json={"email": target, "password": PASSWORD},  # even the right one, for now
+        show=True,
+    )
+    retry_after = s.last_response.headers.get("retry-after") if s.last_response else None
+    if not retry_after:
+        raise StepFailed("the 429 came without Retry-After")
+    return (
+        f"401 invalid-login x 5, then 429 rate-limited "
+        f"({problem.get('violated-policies')}, Retry-After: {retry_after} s)"
+    )
+
+
+def edit_course_with_etag(s: Scenario) -> str:
+    """Retitle the course with If-Match; an editor holding the old ETag gets a 412."""
+    path = f"/v1/courses/{s.course_id}"
+    etag = s.call("GET", "courses", path, expect=200, as_="instructor").headers["etag"]
+    patch = {"content-type": "application/merge-patch+json"}
+    edited = s.call(
+        "PATCH",
+        "courses",
+        path,
+        expect=200,
+        json={"title": "Distributed systems, in practice"},
+        headers={**patch, "if-match": etag},
+        as_="instructor",
+    )
+    s.problem(
+        "PATCH",
+        "courses",
+        path,
+        status=412,
+        code="precondition-failed",
+        json={"title": "Distributed systems (stale edit)"},
+        headers={**patch, "if-match": etag},
+        as_="instructor",
+        show=True,
+    )
+    title = s.json("GET", "courses", path, expect=200, as_="instructor")["title"]
+    if title != "Distributed systems, in practice":
+        raise StepFailed(f"the stale edit changed the title to {title!r}")
+    new = edited.headers["etag"]
+    return f"200 If-Match {etag} → ETag {new}; 412 precondition-failed for If-Match {etag}"
 
 
 def refuse_draft_enrollment(s: Scenario) -> str:
@@ -154,6 +307,7 @@ def refuse_draft_enrollment(s: Scenario) -> str:
         status=409,
         code="course-not-published",
         json={"course_id": s.course_id, "user_id": s.student_ids[0]},
+        as_=s.student_ids[0],
         show=True,
     )
     return f"409 {problem['code']}"
@@ -161,38 +315,84 @@ def refuse_draft_enrollment(s: Scenario) -> str:
 
 def publish_course(s: Scenario) -> str:
     """Publish the course."""
-    course = s.json("POST", "courses", f"/v1/courses/{s.course_id}/publish", expect=200)
+    course = s.json(
+        "POST", "courses", f"/v1/courses/{s.course_id}/publish", expect=200, as_="instructor"
+    )
     if course["status"] != "published":
         raise StepFailed(f"the course is {course['status']} after publishing")
     return f"200 CS101 {course['status']}"
 
 
 def enroll_students(s: Scenario) -> str:
-    """Enroll every student (enrollments asks identity and courses)."""
-    s.enrollment_ids = [
+    """Every student enrolls (enrollments asks identity and courses with its service tokens).
+
+    The first one's network is flaky: their POST carries an ``Idempotency-Key``
+    and is sent twice; the retry gets the first answer back, not a new enrollment
+    (nor a 409 already-enrolled).
+    """
+    first = {"course_id": s.course_id, "user_id": s.student_ids[0]}
+    key = {"idempotency-key": f"enroll-{s.org_slug}-{s.student_ids[0]}"}
+    sent = s.call(
+        "POST",
+        "enrollments",
+        "/v1/enrollments",
+        expect=201,
+        json=first,
+        headers=key,
+        as_=s.student_ids[0],
+    )
+    retried = s.call(
+        "POST",
+        "enrollments",
+        "/v1/enrollments",
+        expect=201,
+        json=first,
+        headers=key,
+        as_=s.student_ids[0],
+    )
+    if retried.json() != sent.json() or retried.headers.get("idempotent-replayed") != "true":
+        raise StepFailed(f"the retry was not a replay: {retried.text[:200]}")
+    s.enrollment_ids = [sent.json()["id"]] + [
         s.json(
             "POST",
             "enrollments",
             "/v1/enrollments",
             expect=201,
             json={"course_id": s.course_id, "user_id": student},
+            as_=student,
         )["id"]
-        for student in s.student_ids
+        for student in s.student_ids[1:]
     ]
-    return f"201 x {len(s.enrollment_ids)} students in CS101"
+    s.problem(
+        "POST",
+        "enrollments",
+        "/v1/enrollments",
+        status=403,
+        code="insufficient-permission",
+        json={"course_id": s.course_id, "user_id": s.student_ids[1]},
+        as_=s.student_ids[0],
+    )
+    return (
+        f"201 x {len(s.enrollment_ids)} students in CS101 (one retried with its "
+        "Idempotency-Key: 201 replayed, same enrollment), "
+        "403 insufficient-permission enrolling someone else"
+    )
 
 
 def drop_mistaken_enrollment(s: Scenario) -> str:
     """A dropped enrollment is gone from reads (kept soft-deleted); the student re-enrolls."""
     first = s.enrollment_ids[0]
-    s.call("DELETE", "enrollments", f"/v1/enrollments/{first}", expect=204)
-    s.problem("GET", "enrollments", f"/v1/enrollments/{first}", status=404, code="not-found")
+    s.call("DELETE", "enrollments", f"/v1/enrollments/{first}", expect=204, as_="admin")
+    s.problem(
+        "GET", "enrollments", f"/v1/enrollments/{first}", status=404, code="not-found", as_="admin"
+    )
     again = s.json(
         "POST",
         "enrollments",
         "/v1/enrollments",
         expect=201,
         json={"course_id": s.course_id, "user_id": s.student_ids[0]},
+        as_=s.student_ids[0],
     )
     s.enrollment_ids[0] = again["id"]
     return "204 dropped, then 404 not-found, then 201 enrolled again"
@@ -213,6 +413,7 @@ def refuse_illegal_enrollments(s: Scenario) -> str:
             status=status,
             code=code,
             json={"course_id": s.course_id, "user_id": user},
+            as_="admin",
         )
     return ", ".join(f"{status} {code}" for status, code, _ in attempts)
 
@@ -220,13 +421,14 @@ def refuse_illegal_enrollments(s: Scenario) -> str:
 def grade_assignments(s: Scenario) -> str:
     """Each student hands in lab 1 (grading asks enrollments); the instructor grades it."""
     percents = []
-    for enrollment, score in zip(s.enrollment_ids, SCORES, strict=False):
+    for student, enrollment, score in zip(s.student_ids, s.enrollment_ids, SCORES, strict=True):
         submission = s.json(
             "POST",
             "grading",
             "/v1/submissions",
             expect=201,
             json={"enrollment_id": enrollment, "assignment": "Lab 1: retries"},
+            as_=student,
         )
         s.submission_ids.append(submission["id"])
         grade = s.json(
@@ -235,10 +437,26 @@ def grade_assignments(s: Scenario) -> str:
             f"/v1/submissions/{submission['id']}/grade",
             expect=201,
             json={"score": score, "grader_id": s.instructor_id, "feedback": "Well argued."},
+            as_="instructor",
         )
         percents.append(grade["percent"])
     average = sum(percents) / len(percents)
     return f"201 x {len(percents)} submitted and graded, average {average:.1f}%"
+
+
+def refuse_student_grading(s: Scenario) -> str:
+    """A student may not grade, not even their own work: 403, with the permission named."""
+    problem = s.problem(
+        "POST",
+        "grading",
+        f"/v1/submissions/{s.submission_ids[0]}/grade",
+        status=403,
+        code="insufficient-permission",
+        json={"score": 100, "grader_id": s.student_ids[0]},
+        as_=s.student_ids[0],
+        show=True,
+    )
+    return f"403 insufficient-permission: {problem.get('detail')}"
 
 
 def refuse_invalid_grades(s: Scenario) -> str:
@@ -250,6 +468,7 @@ def refuse_invalid_grades(s: Scenario) -> str:
         status=422,
         code="validation-error",
         json={"score": -3, "grader_id": "barbara"},
+        as_="instructor",
         show=True,
     )
     pointers = sorted(e.get("pointer") or e.get("parameter") for e in problem["errors"])
@@ -262,14 +481,24 @@ def refuse_invalid_grades(s: Scenario) -> str:
         status=409,
         code="already-graded",
         json={"score": 100, "grader_id": s.instructor_id},
+        as_="instructor",
     )
     return "422 validation-error (#/score, #/grader_id), 409 already-graded"
 
 
 def refuse_after_withdrawal(s: Scenario) -> str:
-    """A withdrawn student can no longer hand in work."""
+    """A withdrawn student can no longer hand in work, nor be withdrawn twice."""
     last = s.enrollment_ids[-1]
-    s.call("POST", "enrollments", f"/v1/enrollments/{last}/withdraw", expect=200)
+    s.call("POST", "enrollments", f"/v1/enrollments/{last}/withdraw", expect=200, as_="admin")
+    s.problem(
+        "POST",
+        "enrollments",
+        f"/v1/enrollments/{last}/withdraw",
+        status=409,
+        code="illegal-transition",
+        as_="admin",
+        show=True,
+    )
     s.problem(
         "POST",
         "grading",
@@ -277,8 +506,9 @@ def refuse_after_withdrawal(s: Scenario) -> str:
         status=409,
         code="enrollment-inactive",
         json={"enrollment_id": last, "assignment": "Lab 2: events"},
+        as_=s.student_ids[-1],
     )
-    return "200 withdrawn, then 409 enrollment-inactive"
+    return "200 withdrawn, 409 illegal-transition withdrawing again, 409 enrollment-inactive"
 
 
 def page_through_enrollments(s: Scenario) -> str:
@@ -288,7 +518,7 @@ def page_through_enrollments(s: Scenario) -> str:
     params: Mapping[str, str | int] | None = {"course_id": s.course_id, "limit": 4}
     pages = 0
     while url:
-        page = s.json("GET", "enrollments", url, expect=200, params=params)
+        page = s.json("GET", "enrollments", url, expect=200, params=params, as_="instructor")
         pages += 1
         seen.extend(item["id"] for item in page["items"])
         url, params = page["links"]["next"], None
@@ -301,7 +531,9 @@ def page_through_enrollments(s: Scenario) -> str:
 
 def call_deprecated_route(s: Scenario) -> str:
     """The flat lesson list still works, and says it is deprecated."""
-    response = s.call("GET", "courses", f"/v1/courses/{s.course_id}/lessons", expect=200)
+    response = s.call(
+        "GET", "courses", f"/v1/courses/{s.course_id}/lessons", expect=200, as_="instructor"
+    )
     headers = {name: response.headers.get(name) for name in ("deprecation", "sunset", "link")}
     missing = [name for name, value in headers.items() if not value]
     if missing:
@@ -317,7 +549,9 @@ def call_deprecated_route(s: Scenario) -> str:
 
 def call_unknown_version(s: Scenario) -> str:
     """An API version that does not exist is a 404 problem, not an HTML page."""
-    problem = s.problem("GET", "courses", "/v2/courses", status=404, code="not-found")
+    problem = s.problem(
+        "GET", "courses", "/v2/courses", status=404, code="not-found", as_="instructor"
+    )
     return f"404 not-found: {problem.get('detail')}"
 
 
@@ -330,25 +564,68 @@ def send_forged_cursor(s: Scenario) -> str:
         status=400,
         code="invalid-cursor",
         params={"cursor": "bm90IGEgY3Vyc29y"},
+        as_="admin",
     )
     return "400 invalid-cursor"
 
 
+def use_an_api_key(s: Scenario) -> str:
+    """A roster script reads the term's students with an API key limited to reading users."""
+    key = s.json(
+        "POST",
+        "identity",
+        "/v1/api-keys",
+        expect=201,
+        json={"name": f"roster-export {s.org_slug}", "roles": ["admin"], "scopes": ["user:read"]},
+        as_="admin",
+    )
+    script = {"x-api-key": key["secret"]}
+    page = s.json(
+        "GET",
+        "identity",
+        "/v1/users",
+        expect=200,
+        params={"organization_id": s.org_id, "role": "student", "limit": 50},
+        headers=script,
+    )
+    if sorted(user["id"] for user in page["items"]) != sorted(s.student_ids):
+        raise StepFailed(f"the roster has {len(page['items'])} students, not {len(STUDENTS)}")
+    s.problem(
+        "POST",
+        "identity",
+        "/v1/organizations",
+        status=403,
+        code="insufficient-permission",
+        json={"name": "Rogue", "slug": f"rogue-{s.org_slug}"},
+        headers=script,
+    )
+    return (
+        f"201 key {key['secret'][:8]}… (shown once), 200 {len(page['items'])} students "
+        "with X-API-Key, 403 writing with it (scope user:read)"
+    )
+
+
 STEPS: tuple[Step[Scenario], ...] = (
     Step("Check every service is ready", check_readiness),
+    Step("Bootstrap and log in the admin", bootstrap_admin),
     Step("Create an organization", create_organization),
     Step("Register users", register_users),
+    Step("Log in the instructor and students", log_in_users),
+    Step("Throttle password guessing", throttle_password_guessing),
     Step("Build a course", build_course),
+    Step("Edit the course with If-Match", edit_course_with_etag),
     Step("Refuse enrolling in a draft", refuse_draft_enrollment),
     Step("Publish the course", publish_course),
     Step("Enroll the students", enroll_students),
     Step("Drop a mistaken enrollment", drop_mistaken_enrollment),
     Step("Refuse illegal enrollments", refuse_illegal_enrollments),
     Step("Submit and grade lab 1", grade_assignments),
+    Step("Refuse a student grading", refuse_student_grading),
     Step("Refuse invalid grades", refuse_invalid_grades),
     Step("Refuse work after withdrawal", refuse_after_withdrawal),
     Step("Page through enrollments", page_through_enrollments),
     Step("Call a deprecated route", call_deprecated_route),
     Step("Call an unknown API version", call_unknown_version),
     Step("Send a forged cursor", send_forged_cursor),
+    Step("Read a roster with an API key", use_an_api_key),
 )

@@ -2,7 +2,8 @@
 
 An :class:`Upstream` owns one ``httpx.AsyncClient``, opened when the
 service starts and closed when it stops (see :meth:`Upstream.component`),
-never at import. It forwards the current request id, maps "not there" to
+never at import. It forwards the current request id, authenticates as the calling service
+(a service token from identity, see :mod:`examples.access`), maps "not there" to
 ``None`` and "cannot ask" to a 503 problem, so a route reads like this::
 
     user = await identity.get_json(f"/v1/users/{user_id}")
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 
 from lms_shared import FunctionComponent, ServiceUnavailable
+from lms_shared.auth import Auth
 from lms_shared.http import REQUEST_ID_HEADER
 from lms_shared.observability import current_request_id
 
@@ -35,6 +37,10 @@ class Upstream:
         timeout: seconds each call may take.
         transport: an httpx transport to use instead of the network (tests
             pass ``httpx.ASGITransport(app=other.app)``).
+        auth: the calling service's ``service.auth``: every call carries
+            its service token for ``name`` (``auth.outgoing(name)``, fetched
+            from identity and cached), looked up when the client opens, so
+            credentials installed after the service was built count too.
     """
 
     def __init__(
@@ -44,11 +50,13 @@ class Upstream:
         *,
         timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.name = name
         self.url = url
         self.timeout = timeout
         self._transport = transport
+        self._auth = auth
         self._client: httpx.AsyncClient | None = None
 
     def component(self) -> FunctionComponent:
@@ -58,7 +66,10 @@ class Upstream:
     async def open(self) -> None:
         """Create the HTTP client (connection pool)."""
         self._client = httpx.AsyncClient(
-            base_url=self.url, timeout=self.timeout, transport=self._transport
+            base_url=self.url,
+            timeout=self.timeout,
+            transport=self._transport,
+            auth=None if self._auth is None else self._auth.outgoing(self.name),
         )
 
     async def close(self) -> None:

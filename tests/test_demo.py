@@ -25,6 +25,7 @@ import httpx
 import pytest
 from rich.console import Console
 
+from examples.access import auth_settings, new_platform_secrets
 from examples.courses.app import FLAT_LESSONS_DEPRECATION
 from examples.courses.app import build_service as build_courses
 from examples.demo import run_scenario
@@ -33,12 +34,14 @@ from examples.grading.app import build_service as build_grading
 from examples.identity.app import build_service as build_identity
 from examples.processes import Platform, PlatformError
 from examples.scenario import STEPS
-from lms_shared import Settings
-from lms_shared.testing import service_client
+from lms_shared import Service, load_settings
+from lms_shared.testing import FakeIdentity, service_client
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEM = "application/problem+json"
 SERVICES = ("identity", "courses", "enrollments", "grading")
+IDENTITY_URL = "http://identity.test"
+PASSWORD = "correct horse battery staple"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -226,6 +229,16 @@ def test_scenario_skips_the_rest_after_a_failed_step() -> None:
 # --- the services in-process ---------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def as_instructor(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    """A started service trusting a fake identity, and a client sending an instructor's token."""
+    identity = FakeIdentity()
+    identity.install(service)
+    headers = identity.headers("barbara", roles=["instructor"])
+    async with service_client(service, headers=headers) as client:
+        yield client
+
+
 async def create_course(client: httpx.AsyncClient, code: str = "CS101") -> dict[str, Any]:
     response = await client.post(
         "/v1/courses",
@@ -242,7 +255,7 @@ async def create_course(client: httpx.AsyncClient, code: str = "CS101") -> dict[
 
 
 async def test_courses_create_and_get() -> None:
-    async with service_client(build_courses()) as client:
+    async with as_instructor(build_courses()) as client:
         course = await create_course(client)
         response = await client.get(f"/v1/courses/{course['id']}")
 
@@ -254,7 +267,7 @@ async def test_courses_create_and_get() -> None:
 
 async def test_courses_unknown_course_is_a_404_problem() -> None:
     missing = "7d3e9a4c-1111-4222-8333-444455556666"
-    async with service_client(build_courses()) as client:
+    async with as_instructor(build_courses()) as client:
         response = await client.get(f"/v1/courses/{missing}")
 
     assert response.status_code == 404
@@ -266,7 +279,7 @@ async def test_courses_unknown_course_is_a_404_problem() -> None:
 
 
 async def test_courses_pages_follow_the_next_links() -> None:
-    async with service_client(build_courses()) as client:
+    async with as_instructor(build_courses()) as client:
         created = {(await create_course(client, f"CS10{i}"))["id"] for i in range(5)}
         seen: list[str] = []
         sizes = []
@@ -285,7 +298,7 @@ async def test_courses_pages_follow_the_next_links() -> None:
 
 
 async def test_courses_invalid_body_is_a_validation_problem() -> None:
-    async with service_client(build_courses()) as client:
+    async with as_instructor(build_courses()) as client:
         response = await client.post("/v1/courses", json={"code": "cs-101", "title": ""})
 
     assert response.status_code == 422
@@ -296,7 +309,7 @@ async def test_courses_invalid_body_is_a_validation_problem() -> None:
 
 
 async def test_courses_publish_needs_a_lesson_and_happens_once() -> None:
-    async with service_client(build_courses()) as client:
+    async with as_instructor(build_courses()) as client:
         course = await create_course(client)
         empty = await client.post(f"/v1/courses/{course['id']}/publish")
         module = (
@@ -318,7 +331,7 @@ async def test_courses_publish_needs_a_lesson_and_happens_once() -> None:
 
 
 async def test_courses_flat_lessons_route_is_deprecated() -> None:
-    async with service_client(build_courses()) as client:
+    async with as_instructor(build_courses()) as client:
         course = await create_course(client)
         response = await client.get(f"/v1/courses/{course['id']}/lessons")
         current = await client.get(f"/v1/courses/{course['id']}")
@@ -330,27 +343,73 @@ async def test_courses_flat_lessons_route_is_deprecated() -> None:
     assert "deprecation" not in current.headers
 
 
+async def test_courses_patch_needs_the_current_etag() -> None:
+    async with as_instructor(build_courses()) as client:
+        course = await create_course(client)
+        path = f"/v1/courses/{course['id']}"
+        merge = {"content-type": "application/merge-patch+json"}
+        etag = (await client.get(path)).headers["etag"]
+        missing = await client.patch(path, json={"title": "New"}, headers=merge)
+        edited = await client.patch(
+            path,
+            json={"title": "New", "description": "<i>x</i><script>y()</script>"},
+            headers={**merge, "if-match": etag},
+        )
+        stale = await client.patch(
+            path, json={"title": "Stale"}, headers={**merge, "if-match": etag}
+        )
+        unknown = await client.patch(
+            path,
+            json={"status": "published"},
+            headers={**merge, "if-match": edited.headers["etag"]},
+        )
+        read = await client.get(path)
+
+    assert etag == '"1"'
+    assert (missing.status_code, missing.json()["code"]) == (428, "precondition-required")
+    assert edited.status_code == 200
+    assert edited.headers["etag"] == '"2"'
+    assert (edited.json()["title"], edited.json()["description"]) == ("New", "<i>x</i>")
+    assert (stale.status_code, stale.json()["code"]) == (412, "precondition-failed")
+    assert stale.headers["etag"] == '"2"'
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "validation-error")
+    assert read.json()["title"] == "New"
+    assert read.json()["status"] == "draft"
+    assert read.headers["etag"] == '"2"'
+
+
 @asynccontextmanager
 async def platform_in_process(
-    settings: Callable[[str], Settings | None] = lambda name: None,
+    settings: Callable[[str], dict[str, Any]] = lambda name: {},
 ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """The four services in one process, calling each other through ASGI transports.
 
+    Authentication is real: identity signs with a fresh key and serves its
+    JWKS and token endpoint to the others through its ASGI app, with the
+    settings the demo runner sets (:func:`examples.access.auth_settings`).
+
     Args:
-        settings: each service's settings by name (``None``: from ``LMS_*``).
+        settings: each service's settings by name, as ``load_settings`` keywords
+            (the rest from ``LMS_*``).
     """
-    identity = build_identity(settings=settings("identity"))
-    courses = build_courses(settings=settings("courses"))
+    platform = new_platform_secrets()
+
+    def settings_of(name: str) -> Any:
+        return load_settings(**auth_settings(name, IDENTITY_URL, platform), **settings(name))
+
+    identity = build_identity(settings=settings_of("identity"))
+    to_identity = httpx.ASGITransport(app=identity.app)
+    courses = build_courses(settings=settings_of("courses"), transports={"identity": to_identity})
     enrollments = build_enrollments(
-        settings=settings("enrollments"),
-        transports={
-            "identity": httpx.ASGITransport(app=identity.app),
-            "courses": httpx.ASGITransport(app=courses.app),
-        },
+        settings=settings_of("enrollments"),
+        transports={"identity": to_identity, "courses": httpx.ASGITransport(app=courses.app)},
     )
     grading = build_grading(
-        settings=settings("grading"),
-        transports={"enrollments": httpx.ASGITransport(app=enrollments.app)},
+        settings=settings_of("grading"),
+        transports={
+            "identity": to_identity,
+            "enrollments": httpx.ASGITransport(app=enrollments.app),
+        },
     )
     async with (
         service_client(identity) as identity_client,
@@ -366,21 +425,45 @@ async def platform_in_process(
         }
 
 
+async def log_in(identity: httpx.AsyncClient, email: str, password: str = PASSWORD) -> Any:
+    """The bearer headers of a password login at identity."""
+    response = await identity.post("/v1/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def bootstrap(identity: httpx.AsyncClient) -> tuple[dict[str, Any], Any]:
+    """Bootstrap the platform's admin; its organization and bearer headers."""
+    made = await identity.post(
+        "/v1/bootstrap",
+        json={
+            "organization": {"name": "Northwind", "slug": "northwind"},
+            "email": "root@nw.edu",
+            "name": "Root",
+            "password": PASSWORD,
+        },
+    )
+    assert made.status_code == 201, made.text
+    return made.json()["organization"], await log_in(identity, "root@nw.edu")
+
+
 async def test_enrollment_checks_identity_and_courses_and_grading_checks_enrollment() -> None:
     async with platform_in_process() as c:
-        org = (
-            await c["identity"].post(
-                "/v1/organizations", json={"name": "Northwind", "slug": "northwind"}
-            )
-        ).json()
+        org, admin = await bootstrap(c["identity"])
 
-        async def user(email: str, role: str) -> str:
-            body = {"email": email, "name": email, "role": role, "organization_id": org["id"]}
-            response = await c["identity"].post("/v1/users", json=body)
+        async def user(email: str, role: str) -> tuple[str, Any]:
+            body = {
+                "email": email,
+                "name": email,
+                "role": role,
+                "organization_id": org["id"],
+                "password": PASSWORD,
+            }
+            response = await c["identity"].post("/v1/users", json=body, headers=admin)
             assert response.status_code == 201, response.text
-            return str(response.json()["id"])
+            return str(response.json()["id"]), await log_in(c["identity"], email)
 
-        student, teacher = (
+        (student, ada), (teacher, barbara) = (
             await user("ada@nw.edu", "student"),
             await user("bl@nw.edu", "instructor"),
         )
@@ -393,34 +476,45 @@ async def test_enrollment_checks_identity_and_courses_and_grading_checks_enrollm
                     "organization_id": org["id"],
                     "instructor_id": teacher,
                 },
+                headers=barbara,
             )
         ).json()
         enroll = {"course_id": course["id"], "user_id": student}
-        draft = await c["enrollments"].post("/v1/enrollments", json=enroll)
+        draft = await c["enrollments"].post("/v1/enrollments", json=enroll, headers=ada)
         module = (
-            await c["courses"].post(f"/v1/courses/{course['id']}/modules", json={"title": "M"})
+            await c["courses"].post(
+                f"/v1/courses/{course['id']}/modules", json={"title": "M"}, headers=barbara
+            )
         ).json()
         await c["courses"].post(
             f"/v1/courses/{course['id']}/modules/{module['id']}/lessons",
             json={"title": "L", "duration_minutes": 5},
+            headers=barbara,
         )
-        await c["courses"].post(f"/v1/courses/{course['id']}/publish")
-        enrolled = await c["enrollments"].post("/v1/enrollments", json=enroll)
-        twice = await c["enrollments"].post("/v1/enrollments", json=enroll)
+        await c["courses"].post(f"/v1/courses/{course['id']}/publish", headers=barbara)
+        enrolled = await c["enrollments"].post("/v1/enrollments", json=enroll, headers=ada)
+        twice = await c["enrollments"].post("/v1/enrollments", json=enroll, headers=ada)
         instructor = await c["enrollments"].post(
-            "/v1/enrollments", json={"course_id": course["id"], "user_id": teacher}
+            "/v1/enrollments", json={"course_id": course["id"], "user_id": teacher}, headers=admin
         )
         enrollment = enrolled.json()
         submitted = await c["grading"].post(
-            "/v1/submissions", json={"enrollment_id": enrollment["id"], "assignment": "Lab 1"}
+            "/v1/submissions",
+            json={"enrollment_id": enrollment["id"], "assignment": "Lab 1"},
+            headers=ada,
+        )
+        grade = {"score": 45, "max_score": 50, "grader_id": teacher}
+        self_graded = await c["grading"].post(
+            f"/v1/submissions/{submitted.json()['id']}/grade", json=grade, headers=ada
         )
         graded = await c["grading"].post(
-            f"/v1/submissions/{submitted.json()['id']}/grade",
-            json={"score": 45, "max_score": 50, "grader_id": teacher},
+            f"/v1/submissions/{submitted.json()['id']}/grade", json=grade, headers=barbara
         )
-        await c["enrollments"].post(f"/v1/enrollments/{enrollment['id']}/withdraw")
+        await c["enrollments"].post(f"/v1/enrollments/{enrollment['id']}/withdraw", headers=admin)
         withdrawn = await c["grading"].post(
-            "/v1/submissions", json={"enrollment_id": enrollment["id"], "assignment": "Lab 2"}
+            "/v1/submissions",
+            json={"enrollment_id": enrollment["id"], "assignment": "Lab 2"},
+            headers=ada,
         )
         ready = await c["enrollments"].get("/health/ready")
 
@@ -432,11 +526,17 @@ async def test_enrollment_checks_identity_and_courses_and_grading_checks_enrollm
     assert (instructor.status_code, instructor.json()["code"]) == (409, "not-a-student")
     assert submitted.status_code == 201
     assert submitted.json()["student_id"] == student
+    assert (self_graded.status_code, self_graded.json()["code"]) == (
+        403,
+        "insufficient-permission",
+    )
+    assert 'error="insufficient_scope"' in self_graded.headers["www-authenticate"]
     assert graded.status_code == 201
     assert graded.json()["percent"] == 90.0
     assert (withdrawn.status_code, withdrawn.json()["code"]) == (409, "enrollment-inactive")
     checks = ready.json()["checks"]
     assert {name: check["status"] for name, check in checks.items()} == {
+        "auth": "pass",
         "identity": "pass",
         "courses": "pass",
         "database": "pass",
@@ -449,13 +549,13 @@ async def test_unreachable_dependency_is_a_503_problem_and_only_a_readiness_warn
 
     down = httpx.MockTransport(refuse)
     enrollments = build_enrollments(transports={"identity": down, "courses": down})
-    async with service_client(enrollments) as client:
+    identity = FakeIdentity()
+    identity.install(enrollments)
+    student = "0b5b1c4e-3a8e-4d57-9a4c-6f7e1f0f2a10"
+    async with service_client(enrollments, headers=identity.headers(student)) as client:
         response = await client.post(
             "/v1/enrollments",
-            json={
-                "course_id": "7d3e9a4c-1111-4222-8333-444455556666",
-                "user_id": "0b5b1c4e-3a8e-4d57-9a4c-6f7e1f0f2a10",
-            },
+            json={"course_id": "7d3e9a4c-1111-4222-8333-444455556666", "user_id": student},
         )
         ready = await client.get("/health/ready")
 

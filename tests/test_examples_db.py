@@ -61,7 +61,7 @@ from examples.identity.tables import Base as IdentityBase
 from examples.scenario import STEPS
 from lms_shared import Service, Settings, load_settings
 from lms_shared.db import Migrations, parse_database_url
-from lms_shared.testing import service_client
+from lms_shared.testing import FakeIdentity, service_client
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 BUILD: dict[str, Callable[..., Service]] = {
@@ -77,12 +77,17 @@ METADATA: dict[str, MetaData] = {
     "grading": GradingBase.metadata,
 }
 TABLES = {
-    "identity": {"organizations", "users"},
+    "identity": {"organizations", "users", "lms_api_keys"},
     "courses": {"courses", "modules", "lessons"},
-    "enrollments": {"enrollments"},
+    "enrollments": {"enrollments", "lms_idempotency_keys"},
     "grading": {"submissions", "grades"},
 }
-SettingsFor = Callable[[str], Settings]
+SettingsFor = Callable[[str], dict[str, Any]]
+"""Each service's ``load_settings`` keywords, by name."""
+
+
+def settings_of(settings_for: SettingsFor, name: str) -> Settings:
+    return load_settings(**settings_for(name))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -96,7 +101,7 @@ async def settings_for(
     """
     if request.param == "sqlite":
         state = tmp_path / "state"
-        yield lambda name: load_settings(state_dir=state, database_migrate_on_start=True)
+        yield lambda name: {"state_dir": state, "database_migrate_on_start": True}
         return
     url = str(request.getfixturevalue("postgres_url"))
     prefix = f"lms_ex_{secrets.token_hex(4)}"
@@ -106,9 +111,11 @@ async def settings_for(
         async with admin.begin() as conn:
             for schema in schemas.values():
                 await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        yield lambda name: load_settings(
-            database_url=url, database_schema=schemas[name], database_migrate_on_start=True
-        )
+        yield lambda name: {
+            "database_url": url,
+            "database_schema": schemas[name],
+            "database_migrate_on_start": True,
+        }
     finally:
         async with admin.begin() as conn:
             for schema in schemas.values():
@@ -167,17 +174,19 @@ async def test_scenario_plays_twice_on_the_same_databases(settings_for: Settings
         async with platform_in_process(settings_for) as clients:
             results, output = await play(clients)
         assert [r.result for r in results] == ["OK"] * len(STEPS), output
-        organizations.append(results[1].summary)
+        organizations.append(
+            next(r.summary for r in results if r.title == "Create an organization")
+        )
 
     assert "(northwind; the first run)" in organizations[0]
     assert "(northwind-2; 1 kept from earlier runs)" in organizations[1]
     for name in SERVICES:  # each service has its own database (or schema), and only its tables
-        service = BUILD[name](settings=settings_for(name))
+        service = BUILD[name](settings=settings_of(settings_for, name))
         try:
             assert await service_tables(service) == TABLES[name] | {f"alembic_version_{name}"}
         finally:
             await service.db.stop()
-    enrollments = build_enrollments(settings=settings_for("enrollments"))
+    enrollments = build_enrollments(settings=settings_of(settings_for, "enrollments"))
     try:
         async with enrollments.db.transaction(read_only=True) as tx:
             dropped = await tx.scalar(
@@ -218,7 +227,7 @@ def drift(metadata: MetaData) -> Callable[[Connection], list[Any]]:
 async def test_migrations_build_the_models_tables_and_downgrade(
     settings_for: SettingsFor, name: str
 ) -> None:
-    service = BUILD[name](settings=settings_for(name))
+    service = BUILD[name](settings=settings_of(settings_for, name))
     migrations = service.db.migrations
     assert migrations is not None
     try:
@@ -231,7 +240,7 @@ async def test_migrations_build_the_models_tables_and_downgrade(
     finally:
         await service.db.stop()
 
-    assert applied == migrations.heads()
+    assert applied[-1:] == migrations.heads()  # every revision, in order, up to the head
     assert differences == []
     assert tables == TABLES[name] | {f"alembic_version_{name}"}
     assert left == {f"alembic_version_{name}"}
@@ -256,17 +265,25 @@ def upstreams(request: httpx.Request) -> httpx.Response:
 
 
 def enrollments_service(settings_for: SettingsFor) -> Service:
+    """Enrollments on fake upstreams, trusting a fake identity's tokens (see :func:`admin`)."""
     fake = httpx.MockTransport(upstreams)
-    return build_enrollments(
-        settings=settings_for("enrollments"), transports={"identity": fake, "courses": fake}
+    service = build_enrollments(
+        settings=settings_of(settings_for, "enrollments"),
+        transports={"identity": fake, "courses": fake},
     )
+    IDENTITY.install(service)
+    return service
+
+
+IDENTITY = FakeIdentity()
+ADMIN = IDENTITY.headers("root", roles=["admin"], audience="enrollments")
 
 
 async def test_racing_enrollments_get_one_201_and_409s_naming_the_winner(
     settings_for: SettingsFor,
 ) -> None:
     body = {"course_id": str(uuid4()), "user_id": str(uuid4())}
-    async with service_client(enrollments_service(settings_for)) as client:
+    async with service_client(enrollments_service(settings_for), headers=ADMIN) as client:
         responses = await asyncio.gather(
             *(client.post("/v1/enrollments", json=body) for _ in range(5))
         )
@@ -289,7 +306,7 @@ async def test_racing_enrollments_get_one_201_and_409s_naming_the_winner(
 
 async def test_lists_filter_sort_and_page_by_allowlist(settings_for: SettingsFor) -> None:
     course = str(uuid4())
-    async with service_client(enrollments_service(settings_for)) as client:
+    async with service_client(enrollments_service(settings_for), headers=ADMIN) as client:
         made = [
             (
                 await client.post("/v1/enrollments", json={"course_id": course, "user_id": user})
@@ -338,6 +355,55 @@ async def test_lists_filter_sort_and_page_by_allowlist(settings_for: SettingsFor
     assert (mixed.status_code, mixed.json()["code"]) == (400, "invalid-cursor")
 
 
+async def test_a_retried_enrollment_with_its_idempotency_key_replays_the_first_answer(
+    settings_for: SettingsFor,
+) -> None:
+    body = {"course_id": str(uuid4()), "user_id": str(uuid4())}
+    key = {"idempotency-key": "retry-me-1"}
+    async with service_client(enrollments_service(settings_for), headers=ADMIN) as client:
+        first = await client.post("/v1/enrollments", json=body, headers=key)
+        retried = await client.post("/v1/enrollments", json=body, headers=key)
+        other_body = await client.post(
+            "/v1/enrollments", json={**body, "user_id": str(uuid4())}, headers=key
+        )
+        no_key = await client.post("/v1/enrollments", json=body)
+        listed = await client.get("/v1/enrollments", params={"course_id": body["course_id"]})
+
+    assert first.status_code == 201
+    assert "idempotent-replayed" not in first.headers
+    assert retried.status_code == 201
+    assert retried.headers["idempotent-replayed"] == "true"
+    assert retried.json() == first.json()
+    assert retried.headers["location"] == f"/v1/enrollments/{first.json()['id']}"
+    assert (other_body.status_code, other_body.json()["code"]) == (
+        422,
+        "idempotency-key-reused",
+    )
+    assert (no_key.status_code, no_key.json()["code"]) == (409, "already-enrolled")
+    assert [e["id"] for e in listed.json()["items"]] == [first.json()["id"]]
+
+
+async def test_withdrawing_follows_the_shared_enrollment_lifecycle(
+    settings_for: SettingsFor,
+) -> None:
+    body = {"course_id": str(uuid4()), "user_id": str(uuid4())}
+    async with service_client(enrollments_service(settings_for), headers=ADMIN) as client:
+        made = (await client.post("/v1/enrollments", json=body)).json()
+        withdrawn = await client.post(f"/v1/enrollments/{made['id']}/withdraw")
+        again = await client.post(f"/v1/enrollments/{made['id']}/withdraw")
+
+    assert withdrawn.status_code == 200
+    assert withdrawn.json()["status"] == "withdrawn"
+    assert withdrawn.json()["withdrawn_at"] is not None
+    problem = again.json()
+    assert (again.status_code, problem["code"]) == (409, "illegal-transition")
+    assert (problem["current"], problem["requested"], problem["allowed"]) == (
+        "dropped",
+        "dropped",
+        [],
+    )
+
+
 # --- `make demo` twice ----------------------------------------------------------------------------
 
 
@@ -372,7 +438,9 @@ def test_demo_twice_on_one_state_folder_keeps_the_data_and_plays_on_it(tmp_path:
             heads = Migrations(
                 ROOT / "examples" / name / "migrations", version_table=f"alembic_version_{name}"
             ).heads()
-            assert migrated(log) == [heads if run == 1 else []], log
+            applied = migrated(log)  # the first run applies every revision up to the head
+            assert len(applied) == 1, log
+            assert applied[0][-1:] == heads if run == 1 else applied[0] == [], log
             assert (state / f"{name}.sqlite3").is_file()
         assert "stopped identity, courses, enrollments, grading" in output
         assert f"one SQLite file per service in {state}" in " ".join(output.split())

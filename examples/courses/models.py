@@ -9,11 +9,13 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from lms_shared.errors import error_code
+from lms_shared.security import SafeHtml
 
 __all__ = [
     "COURSE_NOT_READY",
     "Course",
     "CourseCreate",
+    "CoursePatch",
     "CourseStatus",
     "Lesson",
     "LessonCreate",
@@ -67,15 +69,30 @@ class CourseCreate(BaseModel):
         examples=["CS101"],
     )
     title: str = Field(min_length=1, max_length=200, examples=["Distributed systems"])
-    description: str = Field("", max_length=5000)
+    description: SafeHtml = Field(
+        "",
+        max_length=5000,
+        description="rich text, sanitised on the way in (scripts, handlers, unknown tags removed)",
+        examples=["<p>An <b>introduction</b> to failure.</p>"],
+    )
     organization_id: UUID
     instructor_id: UUID
+
+
+class CoursePatch(BaseModel):
+    """What ``PATCH /v1/courses/{id}`` may change (a JSON Merge Patch, RFC 7396)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    description: SafeHtml | None = Field(None, max_length=5000)
 
 
 class Course(CourseCreate):
     """A course with its outline."""
 
     id: UUID
+    version: int = Field(description="grows by one on every change; the ETag")
     status: CourseStatus
     modules: list[Module] = Field(default_factory=list)
     created_at: datetime

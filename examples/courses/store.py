@@ -19,11 +19,13 @@ from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
 from lms_shared.http import PageParams
+from lms_shared.models import Precondition, apply_merge_patch
 
 from .models import (
     COURSE_NOT_READY,
     Course,
     CourseCreate,
+    CoursePatch,
     Lesson,
     LessonCreate,
     Module,
@@ -69,6 +71,7 @@ def course_out(row: CourseRow) -> Course:
             "organization_id": row.organization_id,
             "instructor_id": row.instructor_id,
             "status": row.status,
+            "version": row.version,
             "modules": [module_out(module) for module in row.modules],
             "created_at": row.created_at,
             "published_at": row.published_at,
@@ -124,6 +127,30 @@ class CourseStore:
         async with self._db.transaction(read_only=True) as tx:
             rows, cursor = await query.page(tx, select(CourseRow), params)
         return [course_out(row) for row in rows], cursor
+
+    async def patch(self, course_id: UUID, patch: object, precondition: Precondition) -> Course:
+        """Apply a JSON Merge Patch to a course's title and description, if still current.
+
+        The course's row is locked while ``If-Match`` is compared with its
+        version, so two editors holding the same ETag cannot both win.
+
+        Raises:
+            NotFound: the course does not exist.
+            PreconditionRequired: no ``If-Match`` (428).
+            StaleVersion: ``If-Match`` is not the current version (412).
+            ModelValidationError: the patch is invalid (422).
+        """
+
+        async def change(tx: AsyncSession) -> Course:
+            row = await _course(tx, course_id, lock=True)
+            precondition.check(row.version)
+            changed = apply_merge_patch(course_out(row), patch, CoursePatch)
+            row.title, row.description = changed.title, changed.description
+            row.version += 1
+            await tx.flush()
+            return course_out(row)
+
+        return await self._db.run(change)
 
     async def add_module(self, course_id: UUID, data: ModuleCreate) -> Module:
         """Append a module to a course.

@@ -33,6 +33,8 @@ class CourseRow(Base, TimestampMixin):
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default="draft")
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
+    """Grows by one on every change of the course's own fields: its ``ETag``."""
     published_at: Mapped[datetime | None] = mapped_column(default=None)
     modules: Mapped[list[ModuleRow]] = relationship(
         order_by="ModuleRow.position", lazy="selectin", cascade="all, delete-orphan"

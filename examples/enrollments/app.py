@@ -1,7 +1,10 @@
 """The enrollments service's app: ``uvicorn examples.enrollments.app:app``.
 
 Enrolling asks identity whether the user exists and is a student, and
-courses whether the course exists and is published, over HTTP.
+courses whether the course exists and is published, over HTTP, with this
+service's own service token. ``POST /v1/enrollments`` honours
+``Idempotency-Key`` (a retry gets the first response back, marked
+``Idempotent-Replayed: true``), kept in the service's database.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request, Response
+from fastapi.responses import JSONResponse
 
+from examples.access import trust_identity
 from examples.persistence import LIST_PROBLEMS
 from examples.topology import service_url
 from examples.upstream import Upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
+from lms_shared.auth import PermissionDenied, Principal, can, require
 from lms_shared.db import ListQuery
 from lms_shared.http import Page, PageParams, page_params
+from lms_shared.models import Idempotency, IdempotentRequest, SqlIdempotencyStore
 
 from .models import COURSE_NOT_PUBLISHED, NOT_A_STUDENT, Enrollment, EnrollmentCreate
 from .store import ENROLLMENTS, EnrollmentStore
-from .tables import Base, EnrollmentRow
+from .tables import IDEMPOTENCY_KEYS, Base, EnrollmentRow
 
 __all__ = ["MIGRATIONS", "app", "build_service", "service"]
 
@@ -56,13 +63,29 @@ def build_service(
         description="Students enrolled in published courses.",
     )
     transports = transports or {}
-    identity = Upstream("identity", service_url("identity"), transport=transports.get("identity"))
-    courses = Upstream("courses", service_url("courses"), transport=transports.get("courses"))
+    trust_identity(service, transports.get("identity"))
+    identity = Upstream(
+        "identity",
+        service_url("identity"),
+        transport=transports.get("identity"),
+        auth=service.auth,
+    )
+    courses = Upstream(
+        "courses",
+        service_url("courses"),
+        transport=transports.get("courses"),
+        auth=service.auth,
+    )
     for upstream in (identity, courses):
         service.add_component(upstream.component())
         service.health.add(upstream.name, upstream.ping, critical=False)
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
     store = EnrollmentStore(service.db, service.clock)
+    idempotency = Idempotency(
+        SqlIdempotencyStore(service.db, table=IDEMPOTENCY_KEYS),
+        clock=service.clock,
+        scope=_caller,  # one caller's key never replays another caller's response
+    )
     v1 = service.api(1, tags=["enrollments"])
 
     @v1.post(
@@ -72,12 +95,38 @@ def build_service(
             404: {"description": "the user or the course does not exist"},
             409: {
                 "description": "not-a-student, course-not-published, another organization,"
-                " or already-enrolled"
+                " already-enrolled, or idempotency-in-flight"
             },
+            422: {"description": "validation-error, or idempotency-key-reused"},
         },
+        response_model=Enrollment,
     )
-    async def enroll(body: EnrollmentCreate, response: Response) -> Enrollment:
-        """Enroll a student in a published course of the same organization."""
+    async def enroll(
+        body: EnrollmentCreate,
+        who: Principal = require("enrollment:create"),
+        request: IdempotentRequest = Depends(idempotency),  # after require: scoped by caller
+    ) -> Response:
+        """Enroll a student in a published course of the same organization.
+
+        Students may enroll themselves only; admins (``enrollment:write``) anyone.
+        With an ``Idempotency-Key`` header, a retry (same key, same body) gets
+        the first response back instead of enrolling again.
+        """
+        if not can(who, "enrollment:write") and str(body.user_id) != who.subject:
+            raise PermissionDenied("enrollment:write", "students may enroll themselves only")
+
+        async def create() -> Response:
+            enrollment = await enroll_checked(body)
+            return JSONResponse(
+                enrollment.model_dump(mode="json"),
+                status_code=201,
+                headers={"location": f"/v1/enrollments/{enrollment.id}"},
+            )
+
+        return await request.run(create, status_code=201)
+
+    async def enroll_checked(body: EnrollmentCreate) -> Enrollment:
+        """Ask identity and courses, then record the enrollment."""
         user = await identity.get_json(f"/v1/users/{body.user_id}")
         if user is None:
             raise NotFound(f"user {body.user_id} does not exist")
@@ -95,13 +144,14 @@ def build_service(
             )
         if course["organization_id"] != user["organization_id"]:
             raise Conflict(f"user {body.user_id} belongs to another organization")
-        enrollment = await store.enroll(body)
-        response.headers["location"] = f"/v1/enrollments/{enrollment.id}"
-        return enrollment
+        return await store.enroll(body)
 
     @v1.get("/enrollments", responses=LIST_PROBLEMS)
     async def list_enrollments(
-        request: Request, paging: Paging, query: EnrollmentQuery
+        request: Request,
+        paging: Paging,
+        query: EnrollmentQuery,
+        _: Principal = require("enrollment:read"),
     ) -> Page[Enrollment]:
         """List enrollments (dropped ones excepted), a page at a time.
 
@@ -113,7 +163,9 @@ def build_service(
         return Page[Enrollment].build(items, cursor, request)
 
     @v1.get("/enrollments/{enrollment_id}")
-    async def get_enrollment(enrollment_id: UUID) -> Enrollment:
+    async def get_enrollment(
+        enrollment_id: UUID, _: Principal = require("enrollment:read")
+    ) -> Enrollment:
         """Get one enrollment."""
         return await store.enrollment(enrollment_id)
 
@@ -121,7 +173,9 @@ def build_service(
         "/enrollments/{enrollment_id}/withdraw",
         responses={409: {"description": "already withdrawn"}},
     )
-    async def withdraw(enrollment_id: UUID) -> Enrollment:
+    async def withdraw(
+        enrollment_id: UUID, _: Principal = require("enrollment:write")
+    ) -> Enrollment:
         """Withdraw an active enrollment."""
         return await store.withdraw(enrollment_id)
 
@@ -130,7 +184,7 @@ def build_service(
         status_code=204,
         responses={404: {"description": "no such enrollment, or already dropped"}},
     )
-    async def drop(enrollment_id: UUID) -> None:
+    async def drop(enrollment_id: UUID, _: Principal = require("enrollment:write")) -> None:
         """Drop an enrollment made by mistake.
 
         Unlike withdrawing, which keeps the enrollment on the record, a
@@ -141,6 +195,12 @@ def build_service(
 
     service.include(v1)
     return service
+
+
+def _caller(request: Request) -> str:
+    """The idempotency scope: the verified caller (``require`` ran first)."""
+    who = getattr(request.state, "principal", None)
+    return f"{who.kind}:{who.subject}" if isinstance(who, Principal) else "anonymous"
 
 
 service = build_service()

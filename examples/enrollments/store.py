@@ -19,6 +19,8 @@ from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
 from lms_shared.http import PageParams
+from lms_shared.models import Enrollment as Lifecycle
+from lms_shared.models import EnrollmentStatus, transition
 
 from .models import ALREADY_ENROLLED, Enrollment, EnrollmentCreate
 from .tables import ACTIVE_ENROLLMENT, EnrollmentRow
@@ -37,6 +39,24 @@ ENROLLMENTS = QuerySpec(
     default_sort="enrolled_at",
 )
 """``GET /v1/enrollments``: ``?course_id=...&status=active&sort=-enrolled_at``."""
+
+
+LIFECYCLE = {"active": EnrollmentStatus.ACTIVE, "withdrawn": EnrollmentStatus.DROPPED}
+"""Stored status -> the shared lifecycle's (``lms_shared.models``): withdrawn is its ``dropped``."""
+STORED = {status: stored for stored, status in LIFECYCLE.items()}
+
+
+def lifecycle(row: EnrollmentRow) -> Lifecycle:
+    """The shared enrollment DTO of a row, for :func:`~lms_shared.models.transition`."""
+    return Lifecycle(
+        id=row.id,
+        version=1,
+        created_at=row.enrolled_at,
+        updated_at=row.withdrawn_at or row.enrolled_at,
+        course_id=row.course_id,
+        user_id=row.user_id,
+        status=LIFECYCLE[row.status],
+    )
 
 
 def enrollment_out(row: EnrollmentRow) -> Enrollment:
@@ -110,19 +130,19 @@ class EnrollmentStore:
             return enrollment_out(await _enrollment(tx, enrollment_id))
 
     async def withdraw(self, enrollment_id: UUID) -> Enrollment:
-        """Withdraw an active enrollment.
+        """Withdraw an active enrollment (the shared lifecycle's ``active -> dropped``).
 
         Raises:
             NotFound: it does not exist, or was dropped.
-            Conflict: it is already withdrawn.
+            IllegalTransition: ``illegal-transition`` (409), it is already withdrawn.
         """
 
         async def withdraw(tx: AsyncSession) -> Enrollment:
             row = await _enrollment(tx, enrollment_id, lock=True)
-            if row.status != "active":
-                raise Conflict(f"enrollment {enrollment_id} is already withdrawn")
-            row.status = "withdrawn"
-            row.withdrawn_at = self._clock.now()
+            now = self._clock.now()
+            moved = transition(lifecycle(row), EnrollmentStatus.DROPPED, at=now)
+            row.status = STORED[moved.status]
+            row.withdrawn_at = now
             await tx.flush()
             return enrollment_out(row)
 

@@ -9,8 +9,9 @@ from sqlalchemy import CheckConstraint, Index, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lms_shared.db import Model, SoftDeleteMixin
+from lms_shared.models import idempotency_table
 
-__all__ = ["ACTIVE_ENROLLMENT", "Base", "EnrollmentRow"]
+__all__ = ["ACTIVE_ENROLLMENT", "IDEMPOTENCY_KEYS", "Base", "EnrollmentRow"]
 
 ACTIVE_ENROLLMENT = "uq_enrollments_active_course_id_user_id"
 """The unique index behind ``already-enrolled``."""
@@ -48,3 +49,7 @@ class EnrollmentRow(Base, SoftDeleteMixin):
     status: Mapped[str] = mapped_column(String(16), default="active")
     enrolled_at: Mapped[datetime]
     withdrawn_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+IDEMPOTENCY_KEYS = idempotency_table(Base.metadata)
+"""``Idempotency-Key`` records of ``POST /v1/enrollments`` (``lms_idempotency_keys``)."""

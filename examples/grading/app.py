@@ -1,7 +1,9 @@
 """The grading service's app: ``uvicorn examples.grading.app:app``.
 
 A submission is accepted only under an active enrollment, which grading
-checks with the enrollments service over HTTP.
+checks with the enrollments service over HTTP, with this service's own
+service token. Students hand in work (under their own enrollment only);
+instructors grade it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from uuid import UUID
 import httpx
 from fastapi import Depends, Request, Response
 
+from examples.access import trust_identity
 from examples.persistence import LIST_PROBLEMS
 from examples.topology import service_url
 from examples.upstream import Upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
+from lms_shared.auth import PermissionDenied, Principal, can, require
 from lms_shared.db import ListQuery
 from lms_shared.http import Page, PageParams, page_params
 
@@ -45,8 +49,9 @@ def build_service(
 
     Args:
         settings: explicit settings; read from ``LMS_*`` when omitted.
-        transports: per upstream (``enrollments``), an httpx transport to
-            use instead of the network (tests).
+        transports: per upstream (``enrollments``; ``identity`` for its
+            JWKS and service tokens), an httpx transport to use instead of
+            the network (tests).
     """
     service = create_service(
         "grading",
@@ -55,10 +60,13 @@ def build_service(
         title="Grading service",
         description="Submissions of enrolled students and their grades.",
     )
+    transports = transports or {}
+    trust_identity(service, transports.get("identity"))
     enrollments = Upstream(
         "enrollments",
         service_url("enrollments"),
-        transport=(transports or {}).get("enrollments"),
+        transport=transports.get("enrollments"),
+        auth=service.auth,
     )
     service.add_component(enrollments.component())
     service.health.add("enrollments", enrollments.ping, critical=False)
@@ -74,11 +82,15 @@ def build_service(
             409: {"description": "enrollment-inactive, or the assignment was already submitted"},
         },
     )
-    async def submit(body: SubmissionCreate, response: Response) -> Submission:
-        """Hand in an assignment under an active enrollment."""
+    async def submit(
+        body: SubmissionCreate, response: Response, who: Principal = require("submission:write")
+    ) -> Submission:
+        """Hand in an assignment under an active enrollment (a student: their own)."""
         enrollment = await enrollments.get_json(f"/v1/enrollments/{body.enrollment_id}")
         if enrollment is None:
             raise NotFound(f"enrollment {body.enrollment_id} does not exist")
+        if not can(who, "grade:write") and enrollment["user_id"] != who.subject:
+            raise PermissionDenied("submission:write", "students hand in their own work only")
         if enrollment["status"] != "active":
             raise Conflict(
                 f"enrollment {body.enrollment_id} is {enrollment['status']}",
@@ -92,7 +104,10 @@ def build_service(
 
     @v1.get("/submissions", responses=LIST_PROBLEMS)
     async def list_submissions(
-        request: Request, paging: Paging, query: SubmissionQuery
+        request: Request,
+        paging: Paging,
+        query: SubmissionQuery,
+        _: Principal = require("submission:read"),
     ) -> Page[Submission]:
         """List submissions with their grades, a page at a time.
 
@@ -103,7 +118,9 @@ def build_service(
         return Page[Submission].build(items, cursor, request)
 
     @v1.get("/submissions/{submission_id}")
-    async def get_submission(submission_id: UUID) -> Submission:
+    async def get_submission(
+        submission_id: UUID, _: Principal = require("submission:read")
+    ) -> Submission:
         """Get one submission and its grade."""
         return await store.submission(submission_id)
 
@@ -112,7 +129,9 @@ def build_service(
         status_code=201,
         responses={409: {"description": "already-graded"}},
     )
-    async def grade(submission_id: UUID, body: GradeCreate) -> Grade:
+    async def grade(
+        submission_id: UUID, body: GradeCreate, _: Principal = require("grade:write")
+    ) -> Grade:
         """Record the grade of a submission (once)."""
         return await store.grade(submission_id, body)
 

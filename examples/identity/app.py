@@ -1,25 +1,66 @@
-"""The identity service's app: ``uvicorn examples.identity.app:app``."""
+"""The identity service's app: ``uvicorn examples.identity.app:app``.
+
+Identity is the platform's token issuer: users log in with a password
+(``POST /v1/login``, argon2id hashes) and get an access token for every
+service; services get service tokens from ``POST /oauth2/token`` (client
+credentials, ``LMS_AUTH_CLIENTS``); everyone verifies them against
+``GET /.well-known/jwks.json``. The very first admin comes from
+``POST /v1/bootstrap``, which works only while no user exists.
+"""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request, Response
 
+from examples.access import JWKS_PATH, TOKEN_PATH
 from examples.persistence import LIST_PROBLEMS
+from examples.topology import SERVICES, service_url
 from lms_shared import Service, Settings, create_service
+from lms_shared.auth import (
+    DatabaseApiKeyStore,
+    Principal,
+    ServiceClients,
+    SigningKey,
+    TokenSigner,
+    jwks_router,
+    require,
+    token_router,
+)
 from lms_shared.db import ListQuery
+from lms_shared.errors import ProblemError
 from lms_shared.http import Page, PageParams, page_params
+from lms_shared.ratelimit import Decision, Policy, rate_limited
+from lms_shared.security import keyring_from_settings
 
-from .models import Organization, OrganizationCreate, User, UserCreate
+from .models import (
+    INVALID_LOGIN,
+    AccessToken,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    Bootstrap,
+    Bootstrapped,
+    Login,
+    Organization,
+    OrganizationCreate,
+    User,
+    UserCreate,
+)
 from .store import ORGANIZATIONS, USERS, IdentityStore
 from .tables import Base, OrganizationRow, UserRow
 
 __all__ = ["MIGRATIONS", "app", "build_service", "service"]
 
 VERSION = "0.1.0"
+LOGIN_RATE = "20/minute"
+"""Logins per client address (the route's limit): a demo run logs in about 15 times."""
+LOGIN_LIMIT = rate_limited(LOGIN_RATE, name="login")
+ACCOUNT_LOGINS = Policy.of("5/minute", name="login-account")
+"""Logins per account, whoever tries: slows password guessing from many addresses."""
 MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
 OrganizationQuery = Annotated[ListQuery[OrganizationRow], Depends(ORGANIZATIONS.dependency)]
@@ -41,8 +82,101 @@ def build_service(*, settings: Settings | None = None) -> Service:
         description="Organizations and their users (admins, instructors, students).",
     )
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
-    store = IdentityStore(service.db)
+    cipher = keyring_from_settings(service.settings) if service.settings.encryption_keys else None
+    store = IdentityStore(service.db, cipher)
+    auth = service.auth
+    signer = auth.signer
+    if signer is None:  # no LMS_AUTH_SIGNING_KEYS: a key for this process's lifetime
+        signer = TokenSigner(
+            auth.config.issuer or service_url("identity"),
+            [SigningKey.generate("ES256")],
+            clock=service.clock,
+            ttl=auth.config.access_token_ttl,
+        )
+        auth.use_signer(signer)
+    api_keys = auth.use_api_keys(DatabaseApiKeyStore(service.db, create_table=False))
+    service.include(jwks_router(signer, path=JWKS_PATH))
+    service.include(
+        token_router(
+            signer,
+            ServiceClients(auth.config.clients),
+            ttl=auth.config.service_token_ttl,
+            audiences=SERVICES,
+            path=TOKEN_PATH,
+        )
+    )
     v1 = service.api(1)
+
+    @v1.post(
+        "/bootstrap",
+        status_code=201,
+        tags=["auth"],
+        responses={409: {"description": "already-bootstrapped: some user exists"}},
+    )
+    async def bootstrap(body: Bootstrap) -> Bootstrapped:
+        """Create the first organization and its admin; refused once any user exists.
+
+        The only unauthenticated write: a new platform has nobody to log in as.
+        """
+        return await store.bootstrap(body)
+
+    @v1.post(
+        "/login",
+        tags=["auth"],
+        responses={
+            401: {"description": "invalid-login"},
+            429: {"description": "too many logins from this address, or for this account"},
+        },
+    )
+    async def login(
+        body: Login,
+        # per client address; ``@limit`` on the route would be the natural spelling, but the
+        # middleware does not see routes of included routers yet (FastAPI 0.165's
+        # _IncludedRouter), so the dependency does it
+        _: Decision = LOGIN_LIMIT,
+    ) -> AccessToken:
+        """Exchange an email and password for an access token valid at every service.
+
+        Rate-limited per client address (20/minute) and per account (5/minute).
+        """
+        await service.rate_limits.check(f"account:{body.email.lower()}", ACCOUNT_LOGINS)
+        user = await store.login(body.email, body.password.get_secret_value())
+        if user is None:
+            raise ProblemError("the email or the password is wrong", code=INVALID_LOGIN)
+        principal = Principal(
+            subject=str(user.id),
+            # admins are platform staff; the others belong to their organization
+            tenant=None if user.role == "admin" else str(user.organization_id),
+            roles=frozenset({user.role}),
+            name=user.name,
+        )
+        ttl = auth.config.access_token_ttl
+        token = signer.issue(principal, audience=SERVICES, ttl=ttl)
+        return AccessToken(access_token=token, expires_in=int(ttl))
+
+    @v1.post("/api-keys", status_code=201, tags=["auth"])
+    async def create_api_key(
+        body: ApiKeyCreate, who: Principal = require("apikey:write")
+    ) -> ApiKeyCreated:
+        """Make an API key owned by the caller; its secret is in this response only."""
+        issued = await api_keys.create(
+            body.name,
+            owner=who.subject,
+            roles=body.roles,
+            scopes=body.scopes,
+            tenant=who.tenant,
+            expires_in=timedelta(days=body.expires_in_days),
+        )
+        key = issued.key
+        return ApiKeyCreated(
+            id=key.id,
+            name=key.name,
+            owner=key.owner,
+            roles=sorted(key.roles),
+            scopes=None if key.scopes is None else sorted(key.scopes),
+            expires_at=key.expires_at,
+            secret=issued.secret,
+        )
 
     @v1.post(
         "/organizations",
@@ -50,7 +184,9 @@ def build_service(*, settings: Settings | None = None) -> Service:
         tags=["organizations"],
         responses={409: {"description": "the slug is taken"}},
     )
-    async def create_organization(body: OrganizationCreate, response: Response) -> Organization:
+    async def create_organization(
+        body: OrganizationCreate, response: Response, _: Principal = require("organization:write")
+    ) -> Organization:
         """Create an organization; its slug must be unique."""
         org = await store.add_organization(body)
         response.headers["location"] = f"/v1/organizations/{org.id}"
@@ -58,7 +194,10 @@ def build_service(*, settings: Settings | None = None) -> Service:
 
     @v1.get("/organizations", tags=["organizations"], responses=LIST_PROBLEMS)
     async def list_organizations(
-        request: Request, paging: Paging, query: OrganizationQuery
+        request: Request,
+        paging: Paging,
+        query: OrganizationQuery,
+        _: Principal = require("organization:read"),
     ) -> Page[Organization]:
         """List organizations, a page at a time.
 
@@ -69,7 +208,9 @@ def build_service(*, settings: Settings | None = None) -> Service:
         return Page[Organization].build(items, cursor, request)
 
     @v1.get("/organizations/{organization_id}", tags=["organizations"])
-    async def get_organization(organization_id: UUID) -> Organization:
+    async def get_organization(
+        organization_id: UUID, _: Principal = require("organization:read")
+    ) -> Organization:
         """Get one organization."""
         return await store.organization(organization_id)
 
@@ -82,14 +223,18 @@ def build_service(*, settings: Settings | None = None) -> Service:
             409: {"description": "the email address is taken"},
         },
     )
-    async def create_user(body: UserCreate, response: Response) -> User:
+    async def create_user(
+        body: UserCreate, response: Response, _: Principal = require("user:write")
+    ) -> User:
         """Register a user in an organization; the email must be unique."""
         user = await store.add_user(body)
         response.headers["location"] = f"/v1/users/{user.id}"
         return user
 
     @v1.get("/users", tags=["users"], responses=LIST_PROBLEMS)
-    async def list_users(request: Request, paging: Paging, query: UserQuery) -> Page[User]:
+    async def list_users(
+        request: Request, paging: Paging, query: UserQuery, _: Principal = require("user:read")
+    ) -> Page[User]:
         """List users, a page at a time.
 
         Filters: `role` (`eq`, `in`: `?role[in]=admin,instructor`),
@@ -100,7 +245,7 @@ def build_service(*, settings: Settings | None = None) -> Service:
         return Page[User].build(items, cursor, request)
 
     @v1.get("/users/{user_id}", tags=["users"])
-    async def get_user(user_id: UUID) -> User:
+    async def get_user(user_id: UUID, _: Principal = require("user:read")) -> User:
         """Get one user."""
         return await store.user(user_id)
 

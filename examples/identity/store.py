@@ -10,17 +10,26 @@ by the allowlists :data:`ORGANIZATIONS` and :data:`USERS`.
 
 from __future__ import annotations
 
-from uuid import UUID
+from uuid import UUID, uuid4
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from examples.persistence import violated
-from lms_shared import Conflict, NotFound
+from lms_shared import BadRequest, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
 from lms_shared.http import PageParams
+from lms_shared.security import Cipher, PasswordHasher, decrypt_field, encrypt_field
 
-from .models import Organization, OrganizationCreate, User, UserCreate
+from .models import (
+    ALREADY_BOOTSTRAPPED,
+    Bootstrap,
+    Bootstrapped,
+    Organization,
+    OrganizationCreate,
+    User,
+    UserCreate,
+)
 from .tables import OrganizationRow, UserRow
 
 __all__ = ["ORGANIZATIONS", "USERS", "IdentityStore"]
@@ -52,8 +61,15 @@ def organization_out(row: OrganizationRow) -> Organization:
     return Organization(id=row.id, name=row.name, slug=row.slug, created_at=row.created_at)
 
 
-def user_out(row: UserRow) -> User:
-    """The API's view of a user row."""
+PHONE = {"table": "users", "column": "phone"}
+"""Where an encrypted phone number is bound (with the row id): moved elsewhere, it fails."""
+
+
+def user_out(row: UserRow, cipher: Cipher | None) -> User:
+    """The API's view of a user row, the phone number decrypted."""
+    phone = None
+    if row.phone_encrypted is not None and cipher is not None:
+        phone = decrypt_field(cipher, row.phone_encrypted, row_id=row.id, **PHONE)
     return User.model_validate(
         {
             "id": row.id,
@@ -61,6 +77,7 @@ def user_out(row: UserRow) -> User:
             "name": row.name,
             "role": row.role,
             "organization_id": row.organization_id,
+            "phone": phone,
             "created_at": row.created_at,
         }
     )
@@ -69,12 +86,23 @@ def user_out(row: UserRow) -> User:
 class IdentityStore:
     """Organizations and users, in identity's database.
 
+    Passwords are kept as argon2id hashes (:class:`~lms_shared.security.PasswordHasher`),
+    hashed and verified off the event loop; phone numbers encrypted with
+    :func:`~lms_shared.security.encrypt_field`.
+
     Args:
         db: the service's database (``service.db``).
+        cipher: encrypts phone numbers (``keyring_from_settings``); without
+            one, users with a phone number are refused.
+        hasher: hashes and verifies passwords.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, cipher: Cipher | None = None, hasher: PasswordHasher | None = None
+    ) -> None:
         self._db = db
+        self._cipher = cipher
+        self._hasher = hasher or PasswordHasher()
 
     async def add_organization(self, data: OrganizationCreate) -> Organization:
         """Create an organization.
@@ -124,16 +152,29 @@ class IdentityStore:
             Conflict: the email address is taken.
         """
         email = data.email.lower()
+        if data.phone is not None and self._cipher is None:
+            raise BadRequest("this service stores no phone numbers: LMS_ENCRYPTION_KEYS is unset")
+        password_hash = await self._hasher.ahash(data.password.get_secret_value())
+        user_id = uuid4()  # the encrypted phone is bound to it
+        phone = None
+        if data.phone is not None and self._cipher is not None:
+            phone = encrypt_field(self._cipher, data.phone, row_id=user_id, **PHONE)
 
         async def insert(tx: AsyncSession) -> User:
             if await tx.get(OrganizationRow, data.organization_id) is None:
                 raise NotFound(f"organization {data.organization_id} does not exist")
             row = UserRow(
-                organization_id=data.organization_id, email=email, name=data.name, role=data.role
+                id=user_id,
+                phone_encrypted=phone,
+                organization_id=data.organization_id,
+                email=email,
+                name=data.name,
+                role=data.role,
+                password_hash=password_hash,
             )
             tx.add(row)
             await tx.flush()
-            return user_out(row)
+            return user_out(row, self._cipher)
 
         try:
             return await self._db.run(insert)
@@ -141,6 +182,51 @@ class IdentityStore:
             if not violated(exc, "uq_users_email"):
                 raise
             raise Conflict(f"a user with email {email!r} already exists") from exc
+
+    async def bootstrap(self, data: Bootstrap) -> Bootstrapped:
+        """Make the first organization and its admin, while the platform has no user.
+
+        Raises:
+            Conflict: ``already-bootstrapped``, some user exists.
+        """
+        password_hash = await self._hasher.ahash(data.password.get_secret_value())
+
+        async def insert(tx: AsyncSession) -> Bootstrapped:
+            if await tx.scalar(select(func.count(UserRow.id))):
+                raise Conflict(
+                    "the platform already has users; an admin registers the others",
+                    code=ALREADY_BOOTSTRAPPED,
+                )
+            org = OrganizationRow(name=data.organization.name, slug=data.organization.slug)
+            tx.add(org)
+            await tx.flush()
+            admin = UserRow(
+                organization_id=org.id,
+                email=data.email.lower(),
+                name=data.name,
+                role="admin",
+                password_hash=password_hash,
+            )
+            tx.add(admin)
+            await tx.flush()
+            return Bootstrapped(
+                organization=organization_out(org), admin=user_out(admin, self._cipher)
+            )
+
+        return await self._db.run(insert)
+
+    async def login(self, email: str, password: str) -> User | None:
+        """The user whose email and password these are, or ``None``.
+
+        Unknown addresses cost a hash verification too (against a dummy
+        hash), so timing does not tell which addresses exist.
+        """
+        async with self._db.transaction(read_only=True) as tx:
+            row = await tx.scalar(select(UserRow).where(UserRow.email == email.lower()))
+        stored = row.password_hash if row is not None else None
+        if not await self._hasher.averify(stored, password) or row is None:
+            return None
+        return user_out(row, self._cipher)
 
     async def user(self, user_id: UUID) -> User:
         """One user.
@@ -152,7 +238,7 @@ class IdentityStore:
             row = await tx.get(UserRow, user_id)
         if row is None:
             raise NotFound(f"user {user_id} does not exist")
-        return user_out(row)
+        return user_out(row, self._cipher)
 
     async def users(
         self, query: ListQuery[UserRow], params: PageParams
@@ -160,4 +246,4 @@ class IdentityStore:
         """A page of users, filtered and sorted as asked, and the next cursor."""
         async with self._db.transaction(read_only=True) as tx:
             rows, cursor = await query.page(tx, select(UserRow), params)
-        return [user_out(row) for row in rows], cursor
+        return [user_out(row, self._cipher) for row in rows], cursor

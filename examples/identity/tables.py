@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lms_shared.auth import API_KEY_METADATA
 from lms_shared.db import Model, TimestampMixin
 
-__all__ = ["Base", "OrganizationRow", "UserRow"]
+__all__ = ["API_KEYS", "Base", "OrganizationRow", "UserRow"]
 
 
 class Base(Model, DeclarativeBase):
@@ -37,3 +38,11 @@ class UserRow(Base, TimestampMixin):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    """argon2id (PHC string); ``None`` for users made before passwords existed."""
+    phone_encrypted: Mapped[str | None] = mapped_column(Text, default=None)
+    """The phone number, AES-256-GCM under ``LMS_ENCRYPTION_KEYS``, bound to this row."""
+
+
+API_KEYS = API_KEY_METADATA.tables["lms_api_keys"].to_metadata(Base.metadata)
+"""The library's API key table, owned by identity's migrations (``create_table=False``)."""
