@@ -151,6 +151,12 @@ class SecurityHeadersMiddleware:
             else:
                 self._exact[path] = variants
         self._prefixes.sort(key=lambda item: -len(item[0]))
+        # every name this middleware adds or strips, lower-case: the fast path
+        # appends our headers when the app sent none of them
+        pairs = [(self._plain, self._tls), *self._exact.values()]
+        pairs += [pair for _, pair in self._prefixes]
+        added = {name.lower() for pair in pairs for headers in pair for name, _ in headers}
+        self._touched = self.remove | frozenset(added)
 
     @staticmethod
     def _variants(headers: Mapping[str, str | None], hsts: str | None) -> tuple[Headers, Headers]:
@@ -179,8 +185,16 @@ class SecurityHeadersMiddleware:
         extra = self.headers_for(scope)
         remove = self.remove
 
+        touched = self._touched
+
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
+                # common case: the app set none of our headers and nothing to strip
+                if not any(name.lower() in touched for name, _ in headers):
+                    message["headers"] = [*headers, *extra]
+                    await send(message)
+                    return
                 own = []
                 names = set()
                 for name, value in message.get("headers", ()):
