@@ -323,3 +323,20 @@ async def test_migrate_on_start_creates_a_missing_schema(postgres_url: str, tmp_
         async with engine.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await engine.dispose()
+
+
+async def test_not_ready_until_the_database_is_at_head(
+    database_url: str, backend: str, live: Live, tmp_path: Path
+) -> None:
+    schema = live().config.schema
+    settings = load_settings(database_url=database_url, database_schema=schema)
+    service = create_service("notes", "1.0.0", settings=settings)
+    migrations = service.db.use_migrations(write_revisions(tmp_path / "migrations", backend))
+    async with service_client(service) as client:
+        behind = await client.get("/health/ready")
+        assert behind.status_code == 503
+        output = behind.json()["checks"]["database"]["output"]
+        assert "MigrationError" in output
+        assert "lms-shared db upgrade" in output
+        await migrations.upgrade(service.db.engine)
+        assert (await client.get("/health/ready")).status_code == 200

@@ -56,6 +56,7 @@ class Database(UnitsOfWork):
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.migrations: Migrations | None = None
+        self._migrated = False
         self.log = get_logger("lms.db", service=config.service)
         self.reconnect_backoff = 0.25
         self._engine: AsyncEngine | None = None
@@ -227,7 +228,24 @@ class Database(UnitsOfWork):
                 f"cannot reach the database at {self.config.where} ({reason})",
                 host=self.config.where,
             ) from exc
+        await self._check_migrated()
         return summary
+
+    async def _check_migrated(self) -> None:
+        # a service whose schema is behind its code answers 500s ("no such
+        # table"): not ready until the database is at the migrations' head.
+        # Checked until it first holds, then remembered.
+        if self.migrations is None or self._migrated:
+            return
+        heads = set(self.migrations.heads())
+        current = set(await self.migrations.current(self.engine))
+        if current != heads:
+            at = ", ".join(sorted(current)) or "no revision"
+            raise MigrationError(
+                f"the database is at {at}, the service needs {', '.join(sorted(heads))}: "
+                "run `lms-shared db upgrade` or set LMS_DATABASE_MIGRATE_ON_START=true"
+            )
+        self._migrated = True
 
     async def _select_one(self) -> None:
         # read-only: on SQLite a plain BEGIN, which never waits for a writer
