@@ -108,7 +108,9 @@ def test_sigterm_drains_in_flight_requests_then_stops_components(
             target=lambda: result.setdefault("slow", client.get(f"{base}/v1/slow"))
         )
         thread.start()
+        deadline = time.monotonic() + 15
         while "slow begin" not in journal.read_text():
+            assert time.monotonic() < deadline, "the slow request never reached the handler"
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         thread.join(15)

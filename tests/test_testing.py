@@ -63,3 +63,40 @@ def test_logs_fixture_captures_bound_keys(logs: CapturedLogs) -> None:
     assert logs == [
         {"logger_name": "demo", "tenant": "org-1", "n": 1, "event": "hello", "log_level": "warning"}
     ]
+
+
+def test_plugin_works_without_pytest_asyncio() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.modules['pytest_asyncio'] = None\n"
+        "import pytest\n"
+        "import lms_shared.testing.plugin as plugin\n"
+        "assert plugin._async_fixture is pytest.fixture\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_factories_without_polyfactory_name_the_extra() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; sys.modules['polyfactory'] = None\n"
+        "import lms_shared.testing as testing\n"
+        "try:\n"
+        "    testing.CourseFactory\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'lms-shared[testing]'" in result.stdout

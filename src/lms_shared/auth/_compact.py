@@ -108,7 +108,7 @@ def b64url_decode(segment: str, what: str) -> bytes:
     try:
         data = segment.encode("ascii").translate(_STANDARD) + _PADDING[rest]
         return binascii.a2b_base64(data, strict_mode=True)
-    except binascii.Error:  # pragma: no cover - the checks above leave nothing to fail
+    except binascii.Error:  # defensive: the checks above should leave nothing to fail
         raise InvalidToken(f"the token's {what} is not base64url") from None
 
 

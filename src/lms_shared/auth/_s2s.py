@@ -233,7 +233,6 @@ class ServiceTokenAuth(httpx.Auth):
             RuntimeError: always; use an ``httpx.AsyncClient``.
         """
         raise RuntimeError("ServiceTokenAuth needs an httpx.AsyncClient")
-        yield request  # pragma: no cover
 
     async def async_auth_flow(
         self, request: httpx.Request

@@ -165,5 +165,5 @@ def _report(sections: list[Section], allow_incomplete: bool) -> int:
     return code
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     raise SystemExit(main())

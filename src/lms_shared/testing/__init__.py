@@ -97,7 +97,7 @@ def __getattr__(name: str) -> Any:
     if name in _FACTORIES:
         try:
             from lms_shared.testing import _factories  # noqa: PLC0415
-        except ImportError as exc:  # pragma: no cover - depends on the environment
+        except ImportError as exc:  # polyfactory is the "testing" extra
             raise ImportError(
                 f"lms_shared.testing.{name} needs polyfactory: pip install 'lms-shared[testing]'"
             ) from exc

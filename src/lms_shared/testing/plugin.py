@@ -36,7 +36,7 @@ try:
     import pytest_asyncio
 
     _async_fixture: Any = pytest_asyncio.fixture
-except ImportError:  # pragma: no cover - async fixtures then need another plugin
+except ImportError:  # without pytest-asyncio, async fixtures need another plugin
     _async_fixture = pytest.fixture
 
 # the per-test database (lms_shared.testing._db)
