@@ -26,11 +26,11 @@ demo: $(STAMP)
 	$(BIN)/python -m examples.demo $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench tools
+	$(BIN)/ruff format --check src tests examples bench tools
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src examples
+	$(BIN)/mypy --strict src examples tools
 
 pytest: $(STAMP)
 	$(BIN)/coverage run -m pytest $(ARGS)
@@ -46,7 +46,7 @@ bench: $(STAMP)
 # OSV=path/to/advisories (a .json, a folder or an OSV all.zip) checks offline;
 # AUDIT_ARGS=--offline skips pip-audit, --allow-incomplete accepts gaps.
 audit: $(STAMP)
-	$(BIN)/python -m lms_shared.security.audit --src src --lock requirements.lock \
+	$(BIN)/python -m tools.audit --src src --lock requirements.lock \
 		--allowlist audit-allowlist.toml $(if $(OSV),--osv $(OSV)) $(AUDIT_ARGS)
 
 clean:

@@ -40,7 +40,6 @@ from bench._procs import cpu_split, pinned
 from bench._report import Comparison, Target, parser
 from lms_shared.auth import (
     Authenticator,
-    AuthMiddleware,
     Principal,
     SigningKey,
     StaticKeys,
@@ -48,11 +47,9 @@ from lms_shared.auth import (
     TokenVerifier,
     VerifierConfig,
     check,
-    install_auth,
-    require,
 )
 from lms_shared.clock import SystemClock
-from lms_shared.http import ProblemRenderer
+from lms_shared.http import AuthMiddleware, ProblemRenderer, install_auth, require
 
 ISSUER = "https://identity.bench"
 AUDIENCE = "courses"

@@ -36,14 +36,9 @@ from bench._procs import cpu_split, pinned
 from bench._report import Comparison, Target, parser
 from lms_shared import create_service, load_settings
 from lms_shared.clock import SystemClock
+from lms_shared.http import RateLimitMiddleware
 from lms_shared.observability import reset_logging
-from lms_shared.ratelimit import (
-    MemoryStorage,
-    Policy,
-    RateLimiter,
-    RateLimitMiddleware,
-    storage_from_url,
-)
+from lms_shared.ratelimit import MemoryStorage, Quota, RateLimiter, storage_from_url
 
 REDIS_URL = os.environ.get("LMS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 MIN_CHECKS = 100_000
@@ -76,7 +71,7 @@ async def _redis_ok() -> bool:
     return True
 
 
-async def _checks_per_second(limiter: RateLimiter, policy: Policy, count: int) -> float:
+async def _checks_per_second(limiter: RateLimiter, policy: Quota, count: int) -> float:
     keys = [f"ip:198.51.100.{i % 250}" for i in range(1000)]
     hit = limiter.hit
     started = time.perf_counter()
@@ -85,7 +80,7 @@ async def _checks_per_second(limiter: RateLimiter, policy: Policy, count: int) -
     return count / (time.perf_counter() - started)
 
 
-async def _concurrent_checks(limiter: RateLimiter, policy: Policy, count: int) -> float:
+async def _concurrent_checks(limiter: RateLimiter, policy: Quota, count: int) -> float:
     async def worker(offset: int) -> None:
         for i in range(count // 32):
             await limiter.hit(f"ip:203.0.113.{(i + offset) % 250}", policy)
@@ -97,7 +92,7 @@ async def _concurrent_checks(limiter: RateLimiter, policy: Policy, count: int) -
 
 async def checks(rounds: int, count: int, redis: bool) -> Comparison:
     """Checks per second of the limiter, memory and Redis."""
-    policy = Policy.of(GENEROUS)
+    policy = Quota.of(GENEROUS)
     clock = SystemClock()
     memory = RateLimiter(MemoryStorage(), clock=clock, namespace="bench")
     result = Comparison(

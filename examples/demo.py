@@ -13,6 +13,11 @@ in the state folder (``.lms/identity.sqlite3``, ...), or wherever
 date before it serves. Data is kept between runs and the scenario plays on
 top of it (every run is a new term); delete the files to start over.
 
+Each service registers itself in the local discovery registry of the
+state folder (``LMS_DISCOVERY_ADDRESS``/``LMS_DISCOVERY_PORT``); enrollments
+and grading find identity, courses and enrollments there, through
+``service.client`` (see :mod:`examples.upstream`).
+
 Authentication is wired with the ``LMS_AUTH_*`` settings, made fresh for
 each run (:mod:`examples.access`): identity gets a new signing key and each
 calling service a client secret; the others verify tokens against
@@ -139,7 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "LMS_DATABASE_MIGRATE_ON_START": "true",
         },
         service_environ={
-            name: auth_environ(name, identity_url, platform_secrets) for name in SERVICES
+            name: {
+                **auth_environ(name, identity_url, platform_secrets),
+                # each registers itself in the local registry; the callers find it there
+                "LMS_DISCOVERY_ADDRESS": HOST,
+                "LMS_DISCOVERY_PORT": str(service_port(name, base)),
+            }
+            for name in SERVICES
         },
     )
     atexit.register(platform.stop)

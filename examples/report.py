@@ -11,7 +11,7 @@ from rich.table import Table
 
 from examples.driver import StepResult
 from examples.processes import ServiceProcess
-from lms_shared.settings import redact_url
+from lms_shared.redaction import redact_url
 
 __all__ = ["data_line", "services_table", "step_line", "stopped_line", "summary_table"]
 

@@ -1,126 +1,88 @@
-"""Calling another service of the platform over HTTP.
+"""The other services of the platform, as a calling service sees them.
 
-An :class:`Upstream` owns one ``httpx.AsyncClient``, opened when the
-service starts and closed when it stops (see :meth:`Upstream.component`),
-never at import. It forwards the current request id, authenticates as the calling service
-(a service token from identity, see :mod:`examples.access`), maps "not there" to
-``None`` and "cannot ask" to a 503 problem, so a route reads like this::
+Calls go through the chassis' own client (``service.client(name)``):
+discovery (each example service registers itself in the local registry
+under ``LMS_DISCOVERY_ADDRESS``/``LMS_DISCOVERY_PORT``, which the demo
+runner sets), balancing, retries of reads, a breaker per service and per
+instance, the caller's deadline and request id handed on, and this
+service's service token (from identity, see :mod:`examples.access`).
+A route then reads like this::
 
-    user = await identity.get_json(f"/v1/users/{user_id}")
-    if user is None:
-        raise NotFound(f"user {user_id} does not exist")
+    try:
+        user = await identity.get_json(f"/v1/users/{user_id}", model=UserView)
+    except NotFound:
+        raise NotFound(f"user {user_id} does not exist") from None
 
-``LMS_DISCOVERY_URL`` and the chassis' own client (retries, breaker,
-deadline) replace this class once they exist.
+Every other failure is already a clear problem: an unreachable identity
+is a 503 ``service-unavailable``, an open breaker a 503 ``circuit-open``,
+a spent deadline a 504.
+
+The views below hold only the fields the callers read, and ignore the
+rest (a tolerant reader: the callee may add fields without breaking them).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from uuid import UUID
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
-from lms_shared import FunctionComponent, ServiceUnavailable
-from lms_shared.auth import Auth
-from lms_shared.http import REQUEST_ID_HEADER
-from lms_shared.observability import current_request_id
+from lms_shared import Service
+from lms_shared.client import ServiceClient
 
-__all__ = ["Upstream"]
+__all__ = ["CourseView", "EnrollmentView", "UserView", "upstream"]
 
 
-class Upstream:
-    """Another service, reached at ``url``.
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UserView(_View):
+    """A user, as enrollments reads it from identity."""
+
+    id: UUID
+    role: str
+    organization_id: UUID
+
+
+class CourseView(_View):
+    """A course, as enrollments reads it from courses."""
+
+    id: UUID
+    code: str
+    status: str
+    organization_id: UUID
+
+
+class EnrollmentView(_View):
+    """An enrollment, as grading reads it from enrollments."""
+
+    id: UUID
+    user_id: UUID
+    course_id: UUID
+    status: str
+
+
+def upstream(
+    service: Service,
+    name: str,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> ServiceClient:
+    """The client of service ``name``, with its readiness check (not critical).
 
     Args:
-        name: the other service's name (``identity``), used in errors.
-        url: its base URL, ``http://127.0.0.1:8001``.
-        timeout: seconds each call may take.
-        transport: an httpx transport to use instead of the network (tests
-            pass ``httpx.ASGITransport(app=other.app)``).
-        auth: the calling service's ``service.auth``: every call carries
-            its service token for ``name`` (``auth.outgoing(name)``, fetched
-            from identity and cached), looked up when the client opens, so
-            credentials installed after the service was built count too.
+        service: the calling service.
+        name: the called service.
+        transports: per called service, an httpx transport to use instead
+            of discovery and the network (in-process tests pass
+            ``httpx.ASGITransport(app=other.app)``).
     """
-
-    def __init__(
-        self,
-        name: str,
-        url: str,
-        *,
-        timeout: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        auth: Auth | None = None,
-    ) -> None:
-        self.name = name
-        self.url = url
-        self.timeout = timeout
-        self._transport = transport
-        self._auth = auth
-        self._client: httpx.AsyncClient | None = None
-
-    def component(self) -> FunctionComponent:
-        """The component that opens the client at start-up and closes it at shutdown."""
-        return FunctionComponent(f"{self.name}-client", start=self.open, stop=self.close)
-
-    async def open(self) -> None:
-        """Create the HTTP client (connection pool)."""
-        self._client = httpx.AsyncClient(
-            base_url=self.url,
-            timeout=self.timeout,
-            transport=self._transport,
-            auth=None if self._auth is None else self._auth.outgoing(self.name),
-        )
-
-    async def close(self) -> None:
-        """Close the HTTP client and its connections."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def get_json(self, path: str) -> dict[str, Any] | None:
-        """GET ``path`` and return the JSON object, or ``None`` on 404.
-
-        Raises:
-            ServiceUnavailable: the service is unreachable, timed out or
-                answered anything but 200 or 404.
-        """
-        response = await self._get(path)
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise ServiceUnavailable(
-                f"the {self.name} service answered {response.status_code}",
-                headers={"retry-after": "1"},
-            )
-        body = response.json()
-        if not isinstance(body, dict):
-            raise ServiceUnavailable(f"the {self.name} service answered an unexpected body")
-        return body
-
-    async def ping(self) -> str:
-        """Readiness check: the service answers its liveness probe.
-
-        Raises:
-            httpx.HTTPError: it is unreachable or not live.
-        """
-        client = self._require_client()
-        response = await client.get("/health/live")
-        response.raise_for_status()
-        return f"{self.url} is live"
-
-    async def _get(self, path: str) -> httpx.Response:
-        client = self._require_client()
-        request_id = current_request_id()
-        headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
-        try:
-            return await client.get(path, headers=headers)
-        except httpx.TransportError as exc:
-            raise ServiceUnavailable(
-                f"the {self.name} service is unreachable", headers={"retry-after": "1"}
-            ) from exc
-
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError(f"the {self.name} client is not open; start the service first")
-        return self._client
+    transport = (transports or {}).get(name)
+    if transport is None:
+        client = service.client(name)
+    else:
+        client = service.client(name, url=f"http://{name}.test", transport=transport)
+    service.health.add(name, client.ping, critical=False)
+    return client

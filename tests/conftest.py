@@ -11,6 +11,7 @@ import pytest
 
 from lms_shared import Service, create_service, load_settings
 from lms_shared.observability import reset_logging
+from lms_shared.testing import ManualClock
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +22,16 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     monkeypatch.chdir(tmp_path)
     yield
     reset_logging()
+
+
+@pytest.fixture
+def clock(manual_clock: ManualClock) -> ManualClock:
+    """The plugin's ``manual_clock`` under the short name the tests use.
+
+    Packages whose tests need another start time (auth, db, discovery)
+    override it in their own conftest.
+    """
+    return manual_clock
 
 
 @pytest.fixture

@@ -50,6 +50,29 @@ def test_settings_table_redacts_secrets(monkeypatch: pytest.MonkeyPatch) -> None
     assert "very-secret-value" not in table.output
 
 
+def test_settings_of_a_service_show_what_its_code_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "reviews_app.py").write_text(
+        "from lms_shared import create_service, load_settings\n"
+        "settings = load_settings(request_timeout=7.5, secret_key='s3cr3t-in-code-0123456789')\n"
+        "service = create_service('reviews', '1.0.0', settings=settings)\n"
+        "app = service.app\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = runner.invoke(app, ["settings", "--json", "--service", "reviews_app:service"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["request_timeout"] == 7.5
+    assert shown["secret_key"] == "**********"
+    assert "s3cr3t" not in result.output
+    by_app = runner.invoke(app, ["settings", "--json", "--service", "reviews_app:app"])
+    assert json.loads(by_app.output)["request_timeout"] == 7.5
+    missing = runner.invoke(app, ["settings", "--service", "no_such_module:service"])
+    assert missing.exit_code == 2
+    assert "cannot import 'no_such_module'" in missing.output
+
+
 def test_settings_reports_invalid_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LMS_MAX_BODY_BYTES", "lots")
     result = runner.invoke(app, ["settings"])

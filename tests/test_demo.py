@@ -540,6 +540,7 @@ async def test_enrollment_checks_identity_and_courses_and_grading_checks_enrollm
         "identity": "pass",
         "courses": "pass",
         "database": "pass",
+        "events": "pass",  # enrollments consumes course events
     }
 
 

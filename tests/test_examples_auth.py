@@ -17,10 +17,11 @@ from examples.enrollments.app import build_service as build_enrollments
 from examples.identity.app import build_service as build_identity
 from examples.identity.tables import UserRow
 from lms_shared import load_settings
-from lms_shared.auth import JwksKeys, TokenVerifier, VerifierConfig
+from lms_shared.auth import ApiKeys, JwksKeys, MemoryApiKeyStore, TokenVerifier, VerifierConfig
 from lms_shared.clock import SystemClock
+from lms_shared.models import ModelValidationError
 from lms_shared.security import DecryptionError, Keyring, decrypt_field
-from lms_shared.testing import FakeIdentity, service_client
+from lms_shared.testing import FakeIdentity, ManualClock, service_client
 
 
 @pytest.fixture(autouse=True)
@@ -246,3 +247,27 @@ async def test_logins_are_rate_limited_per_address_and_per_account() -> None:
     assert (over.status_code, over.json()["code"]) == (429, "rate-limited")
     assert over.json()["violated-policies"] == ["login"]
     assert int(over.headers["retry-after"]) > 0
+
+
+async def test_malformed_api_key_scopes_are_a_422_naming_the_field() -> None:
+    async with platform_in_process() as c:
+        _, admin = await bootstrap(c["identity"])
+        answers = [
+            await c["identity"].post(
+                "/v1/api-keys",
+                json={"name": "roster", "roles": ["admin"], "scopes": scopes},
+                headers=admin,
+            )
+            for scopes in ([""], ["user:read", "no colon"], ["a:b:c"])
+        ]
+    for answer, pointer in zip(answers, ["#/scopes/0", "#/scopes/1", "#/scopes/0"], strict=True):
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["code"] == "validation-error"
+        assert pointer in [e.get("pointer") for e in answer.json()["errors"]]
+
+
+async def test_api_keys_refuse_malformed_scopes_in_code_too() -> None:
+    keys = ApiKeys(MemoryApiKeyStore(), clock=ManualClock())
+    with pytest.raises(ModelValidationError) as raised:
+        await keys.create("k", owner="u1", roles=["admin"], scopes=["ok:read", ""])
+    assert [e["pointer"] for e in raised.value.errors] == ["#/scopes/1"]

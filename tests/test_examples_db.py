@@ -76,10 +76,11 @@ METADATA: dict[str, MetaData] = {
     "enrollments": EnrollmentsBase.metadata,
     "grading": GradingBase.metadata,
 }
+EVENT_TABLES = {"lms_event_outbox", "lms_event_inbox", "lms_dead_letters"}
 TABLES = {
     "identity": {"organizations", "users", "lms_api_keys"},
-    "courses": {"courses", "modules", "lessons"},
-    "enrollments": {"enrollments", "lms_idempotency_keys"},
+    "courses": {"courses", "modules", "lessons", *EVENT_TABLES},
+    "enrollments": {"enrollments", "lms_idempotency_keys", "published_courses", *EVENT_TABLES},
     "grading": {"submissions", "grades"},
 }
 SettingsFor = Callable[[str], dict[str, Any]]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from lms_shared import FunctionComponent, Service
+from lms_shared import ConfigurationError, FunctionComponent, Service
+from lms_shared.errors import NotReady
 from lms_shared.http import HealthRegistry
-from lms_shared.testing import service_client
+from lms_shared.testing import capture_logs, service_client
 
 
 async def test_probes_pass_on_a_started_service(make_service: Callable[..., Service]) -> None:
@@ -76,15 +80,18 @@ async def test_checks_run_concurrently_with_their_own_timeouts(
     assert report["status"] == "warn"
     checks = report["checks"]
     assert checks["database"]["status"] == "pass"
-    assert checks["broker"] == {
+    assert checks["broker"] == {  # what a passing check returns is for the log
         "status": "pass",
         "critical": True,
-        "output": "3 consumers",
         "duration_ms": checks["broker"]["duration_ms"],
     }
     assert checks["cache"]["status"] == "warn"
     assert checks["cache"]["output"] == "timed out after 0.3s"
-    assert checks["search"]["output"] == "ConnectionRefusedError: search is down"
+    assert checks["search"] == {  # the exception's text is for the log
+        "status": "warn",
+        "critical": False,
+        "duration_ms": checks["search"]["duration_ms"],
+    }
     assert sorted(calls) == ["broker", "database"]
     # concurrent: the whole report took about the slowest check, not the sum
     assert elapsed < 1.5
@@ -139,3 +146,96 @@ def test_registry_refuses_duplicates_and_bad_timeouts() -> None:
         registry.add("other", ok, timeout=0)
     registry.remove("db")
     assert registry.names == []
+
+
+async def test_a_check_that_resists_cancellation_cannot_hold_the_probe(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service()
+    calls: list[str] = []
+    release = asyncio.Event()
+    ended = asyncio.Event()
+
+    async def stubborn() -> None:
+        calls.append("started")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:  # swallowed: it keeps going for up to 3 s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(release.wait(), 3)
+        finally:
+            ended.set()
+        raise RuntimeError("failed late, at /srv/secret/path")
+
+    unretrieved: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    service.health.add("stubborn", stubborn, timeout=0.2)
+    try:
+        async with service_client(service) as client:
+            started = loop.time()
+            first = await client.get("/health/ready")
+            second = await client.get("/health/ready")  # the first run still goes on
+            elapsed = loop.time() - started
+            release.set()
+            await asyncio.wait_for(ended.wait(), 5)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(previous_handler)
+    assert elapsed < 2.5  # not the 3 s the check keeps running (a bound, not a benchmark)
+    for response in (first, second):
+        assert response.status_code == 503
+        assert response.json()["checks"]["stubborn"]["output"] == "timed out after 0.2s"
+    assert calls == ["started"]  # no second copy piled up behind the stubborn one
+    assert unretrieved == []  # its late exception was retrieved, nothing logs "never retrieved"
+
+
+async def test_reports_name_states_and_the_log_has_the_reasons(
+    make_service: Callable[..., Service],
+) -> None:
+    service = make_service()
+
+    async def socket() -> None:
+        raise OSError("connection refused by /var/run/secret.sock")
+
+    async def config() -> None:
+        raise ConfigurationError("bad credentials in /etc/lms/keys.pem")
+
+    async def waiting() -> None:
+        raise NotReady("search: index still building")
+
+    async def passing() -> str:
+        return "sqlite at /home/someone/state/x.sqlite3"
+
+    service.health.add("socket", socket)
+    service.health.add("config", config)
+    service.health.add("waiting", waiting)
+    service.health.add("passing", passing)
+    with capture_logs() as logs:
+        async with service_client(service) as client:
+            response = await client.get("/health/ready", headers={"x-request-id": "probe-42"})
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert {name: check["status"] for name, check in checks.items()} == {
+        "socket": "fail",
+        "config": "fail",
+        "waiting": "fail",
+        "passing": "pass",
+    }
+    assert checks["waiting"]["output"] == "search: index still building"  # written to be shown
+    for name in ("socket", "config", "passing"):
+        assert "output" not in checks[name]
+    for secret in ("secret.sock", "keys.pem", "/home/someone", "OSError"):
+        assert secret not in response.text
+    failed = {line["check"]: line for line in logs.events("health check failed")}
+    assert failed["socket"]["error"] == "OSError: connection refused by /var/run/secret.sock"
+    assert failed["config"]["error"] == "ConfigurationError: bad credentials in /etc/lms/keys.pem"
+    assert all(line["request_id"] == "probe-42" for line in failed.values())
+    assert failed["socket"]["log_level"] == "warning"
+    (passed,) = logs.events("health check passed")
+    assert passed["output"] == "sqlite at /home/someone/state/x.sqlite3"
+    assert passed["request_id"] == "probe-42"
+    assert passed["log_level"] == "debug"

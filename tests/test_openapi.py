@@ -11,7 +11,8 @@ from fastapi import Depends, Request
 from pydantic import BaseModel
 
 from lms_shared import Service, errors
-from lms_shared.http import Page, PageParams, page_params, problem_responses
+from lms_shared.http import Page, page_params, problem_responses
+from lms_shared.models import PageParams
 from lms_shared.testing import service_client
 
 
@@ -20,7 +21,7 @@ class Course(BaseModel):
     title: str
 
 
-ARCHIVED = errors.error_code("course-archived", 404, "Course archived")
+ARCHIVED = errors.ErrorCode("course-archived", 404, "Course archived")
 
 
 @pytest.fixture
@@ -149,7 +150,8 @@ def test_route_declared_codes_keep_their_own_types(document: dict[str, Any]) -> 
 
 
 def test_secured_operations_document_401_and_403(make_service: Callable[..., Service]) -> None:
-    from lms_shared.auth import Principal, require
+    from lms_shared.auth import Principal
+    from lms_shared.http import require
 
     service = make_service()
 

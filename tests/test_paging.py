@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lms_shared import BadRequest, Service
-from lms_shared.http import Page, PageParams, decode_cursor, encode_cursor, page_params, paginate
+from lms_shared.http import Page, page_params
+from lms_shared.models import PageParams, decode_cursor, encode_cursor, paginate
 from lms_shared.testing import service_client
 
 NAMES = [f"course-{i:02d}" for i in range(7)]
@@ -39,7 +40,7 @@ async def test_walks_every_page_once(service: Service) -> None:
         while url:
             body = (await client.get(url)).json()
             seen.extend(body["items"])
-            assert body["links"]["self"].startswith("http://courses.test/v1/courses")
+            assert body["links"]["self"].startswith("/v1/courses?limit=3")  # relative: not the Host
             url = body["links"]["next"]
             pages += 1
     assert seen == NAMES

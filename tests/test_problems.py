@@ -7,7 +7,16 @@ from collections.abc import Callable
 import pytest
 from pydantic import BaseModel, Field
 
-from lms_shared import BadRequest, Conflict, NotFound, ProblemError, Service, errors
+from lms_shared import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ProblemError,
+    Service,
+    create_service,
+    errors,
+    load_settings,
+)
 from lms_shared.testing import service_client
 
 BASE = "https://lms.example.org/problems/"
@@ -117,7 +126,7 @@ async def test_json_body_that_is_not_an_object(service: Service) -> None:
     async with service_client(service) as client:
         response = await client.post("/v1/courses", json=[1, 2])
     assert response.status_code == 422
-    assert response.json()["errors"][0]["pointer"] == "#/"
+    assert response.json()["errors"][0]["pointer"] == "#"  # the whole document (RFC 6901)
 
 
 async def test_path_parameter_errors_name_the_parameter(service: Service) -> None:
@@ -197,16 +206,26 @@ async def test_unhandled_exception_leaks_nothing_and_is_logged(service: Service)
 
 
 def test_catalogue_is_consistent() -> None:
-    slugs = [code.slug for code in errors.CATALOGUE.values()]
-    assert len(slugs) == len(set(slugs))
-    assert (
-        errors.error_code("not-found", 404, "Resource not found") is errors.CATALOGUE["not-found"]
-        or errors.error_code("not-found", 404, "Resource not found") == errors.NOT_FOUND
-    )
-    with pytest.raises(ValueError, match="already registered"):
-        errors.error_code("not-found", 410, "Gone")
+    # the same code listed twice is fine
+    catalogue = errors.Catalogue(errors.PROBLEMS, errors.PROBLEMS)
+    assert len(catalogue) == len(errors.PROBLEMS)
+    assert catalogue["not-found"] is errors.NOT_FOUND
+    assert catalogue.for_status(404) is errors.NOT_FOUND
+    assert catalogue.for_status(400) is errors.BAD_REQUEST
+    with pytest.raises(ValueError, match="declared twice"):
+        errors.Catalogue(errors.PROBLEMS, [errors.ErrorCode("not-found", 410, "Gone")])
     with pytest.raises(ValueError, match="4xx or 5xx"):
-        errors.error_code("fine", 200, "OK")
+        errors.ErrorCode("fine", 200, "OK")
+    with pytest.raises(ValueError, match="dashes"):
+        errors.ErrorCode("Not Found", 404, "Nope")
+
+
+def test_an_unknown_status_gets_a_one_off_code_not_a_catalogue_entry() -> None:
+    catalogue = errors.Catalogue(errors.PROBLEMS)
+    teapot = catalogue.for_status(418)
+    assert (teapot.slug, teapot.status, teapot.title) == ("http-418", 418, "I'm a Teapot")
+    assert "http-418" not in catalogue
+    assert catalogue.for_status(599).title == "HTTP error"
 
 
 def test_problem_error_carries_its_code() -> None:
@@ -259,3 +278,19 @@ async def test_problem_extensions_never_echo_secrets_or_personal_data(
     assert "ann@example.org" not in response.text
     assert "hunter2" not in response.text
     assert body["email"] == body["password"] != "ann@example.org"
+
+
+async def test_instance_is_a_percent_encoded_uri_reference() -> None:
+    service = create_service("probe", "1.0.0", settings=load_settings())
+
+    @service.router.post("/v1/courses/{course_id}/publish")
+    async def publish(course_id: str) -> None:
+        raise NotFound(f"course {course_id} does not exist")
+
+    async with service_client(service) as client:
+        response = await client.post("/v1/courses/%C2%A3Y%20x/publish")
+        missing = await client.get("/v1/caf%C3%A9")
+    assert response.status_code == 404
+    assert response.json()["instance"] == "/v1/courses/%C2%A3Y%20x/publish"
+    assert missing.json()["instance"] == "/v1/caf%C3%A9"
+    assert all(ord(ch) < 128 for ch in response.json()["instance"])

@@ -10,34 +10,6 @@ import lms_shared.http
 import lms_shared.testing
 
 
-def test_root_exports() -> None:
-    assert sorted(lms_shared.__all__) == sorted(
-        [
-            "BadRequest",
-            "Clock",
-            "Component",
-            "ComponentError",
-            "ConfigurationError",
-            "Conflict",
-            "ErrorCode",
-            "FunctionComponent",
-            "LmsError",
-            "NotFound",
-            "PreconditionFailed",
-            "ProblemError",
-            "Service",
-            "ServiceUnavailable",
-            "Settings",
-            "SettingsError",
-            "SystemClock",
-            "__version__",
-            "create_service",
-            "error_code",
-            "load_settings",
-        ]
-    )
-
-
 def test_every_exported_name_exists() -> None:
     for module in (lms_shared, lms_shared.http, lms_shared.testing):
         for name in module.__all__:

@@ -146,10 +146,14 @@ def test_log_lines_are_json_with_request_context(
             "duration_ms": access[0]["duration_ms"],
             "event": "request",
             "request_id": "trace-me-1",
+            "trace_id": access[0]["trace_id"],
+            "span_id": access[0]["span_id"],
             "level": "info",
             "timestamp": access[0]["timestamp"],
         }
     ]
+    assert len(access[0]["trace_id"]) == 32
+    assert len(access[0]["span_id"]) == 16
     [error] = [line for line in lines if line.get("event") == "unhandled exception"]
     assert error["request_id"] == "trace-me-1"
     assert "ValueError: internal detail 12345" in error["exception"]

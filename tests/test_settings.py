@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from lms_shared import SettingsError, create_service, load_settings
-from lms_shared.settings import redact_url
+from lms_shared.redaction import redact_url
 
 
 def test_defaults_need_no_environment() -> None:

@@ -6,20 +6,31 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
-from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request, Response
 
 from examples.access import trust_identity
+from examples.events import CoursePublished
 from examples.persistence import LIST_PROBLEMS
 from lms_shared import Service, Settings, create_service
-from lms_shared.auth import Principal, require
+from lms_shared.auth import Principal
+from lms_shared.client.trace_harness import install_trace_harness
 from lms_shared.db import ListQuery
-from lms_shared.http import Deprecation, Page, PageParams, page_params
-from lms_shared.models import IfMatch, MergePatch, Precondition, set_etag
+from lms_shared.http import (
+    Deprecation,
+    IfMatch,
+    MergePatch,
+    Page,
+    Precondition,
+    page_params,
+    require,
+    set_etag,
+)
+from lms_shared.http.query import list_query
+from lms_shared.models import Id, PageParams
 
-from .models import Course, CourseCreate, Lesson, LessonCreate, Module, ModuleCreate
+from .models import PROBLEMS, Course, CourseCreate, Lesson, LessonCreate, Module, ModuleCreate
 from .store import COURSES, CourseStore
 from .tables import Base, CourseRow
 
@@ -28,7 +39,7 @@ __all__ = ["FLAT_LESSONS_DEPRECATION", "MIGRATIONS", "app", "build_service", "se
 VERSION = "0.1.0"
 MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
-CourseQuery = Annotated[ListQuery[CourseRow], Depends(COURSES.dependency)]
+CourseQuery = Annotated[ListQuery[CourseRow], Depends(list_query(COURSES))]
 IF_MATCH = IfMatch()  # PATCH needs If-Match: 428 without, 412 when stale
 
 FLAT_LESSONS_DEPRECATION = Deprecation(
@@ -57,13 +68,18 @@ def build_service(
     service = create_service(
         "courses",
         VERSION,
+        problems=PROBLEMS,
         settings=settings,
         title="Courses service",
         description="Courses, their modules and lessons, and publishing.",
     )
+    if service.settings.env != "production":  # the W3C Trace Context harness drives POST /test
+        install_trace_harness(service)
     trust_identity(service, (transports or {}).get("identity"))
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
-    store = CourseStore(service.db, service.clock)
+    service.events.publishes(CoursePublished)
+    service.events.use_database(service.db)  # outbox, inbox and dead letters in its tables
+    store = CourseStore(service.db, service.clock, events=service.events)
     v1 = service.api(1, tags=["courses"])
 
     @v1.post(
@@ -97,7 +113,7 @@ def build_service(
 
     @v1.get("/courses/{course_id}")
     async def get_course(
-        course_id: UUID, response: Response, _: Principal = require("course:read")
+        course_id: Id, response: Response, _: Principal = require("course:read")
     ) -> Course:
         """Get one course with its outline (modules and lessons); its version is the ETag."""
         course = await store.course(course_id)
@@ -112,7 +128,7 @@ def build_service(
         },
     )
     async def patch_course(
-        course_id: UUID,
+        course_id: Id,
         patch: MergePatch,
         response: Response,
         _: Principal = require("course:write"),  # before If-Match: 401/403 come first
@@ -125,15 +141,15 @@ def build_service(
 
     @v1.post("/courses/{course_id}/modules", status_code=201)
     async def create_module(
-        course_id: UUID, body: ModuleCreate, _: Principal = require("course:write")
+        course_id: Id, body: ModuleCreate, _: Principal = require("course:write")
     ) -> Module:
         """Append a module to a course."""
         return await store.add_module(course_id, body)
 
     @v1.post("/courses/{course_id}/modules/{module_id}/lessons", status_code=201)
     async def create_lesson(
-        course_id: UUID,
-        module_id: UUID,
+        course_id: Id,
+        module_id: Id,
         body: LessonCreate,
         _: Principal = require("lesson:write"),
     ) -> Lesson:
@@ -144,12 +160,12 @@ def build_service(
         "/courses/{course_id}/publish",
         responses={409: {"description": "already published, or no lesson yet (course-not-ready)"}},
     )
-    async def publish_course(course_id: UUID, _: Principal = require("course:publish")) -> Course:
+    async def publish_course(course_id: Id, _: Principal = require("course:publish")) -> Course:
         """Publish a draft course; it needs at least one lesson."""
         return await store.publish(course_id)
 
     @v1.get("/courses/{course_id}/lessons")
-    async def list_lessons(course_id: UUID, _: Principal = require("lesson:read")) -> list[Lesson]:
+    async def list_lessons(course_id: Id, _: Principal = require("lesson:read")) -> list[Lesson]:
         """Every lesson of a course, flattened. Deprecated: read the course's modules."""
         course = await store.course(course_id)
         return [lesson for module in course.modules for lesson in module.lessons]

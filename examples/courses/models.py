@@ -8,11 +8,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lms_shared.errors import error_code
+from lms_shared.errors import ErrorCode
 from lms_shared.security import SafeHtml
 
 __all__ = [
     "COURSE_NOT_READY",
+    "PROBLEMS",
     "Course",
     "CourseCreate",
     "CoursePatch",
@@ -25,7 +26,10 @@ __all__ = [
 
 CourseStatus = Literal["draft", "published"]
 
-COURSE_NOT_READY = error_code("course-not-ready", 409, "Course cannot be published yet")
+COURSE_NOT_READY = ErrorCode("course-not-ready", 409, "Course cannot be published yet")
+
+PROBLEMS: tuple[ErrorCode, ...] = (COURSE_NOT_READY,)
+"""This service's own problem codes (passed to create_service)."""
 
 
 class LessonCreate(BaseModel):

@@ -15,11 +15,13 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from examples.events import CoursePublished
 from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
-from lms_shared.http import PageParams
-from lms_shared.models import Precondition, apply_merge_patch
+from lms_shared.events import EventBus
+from lms_shared.http import Precondition
+from lms_shared.models import PageParams, apply_merge_patch
 
 from .models import (
     COURSE_NOT_READY,
@@ -85,11 +87,14 @@ class CourseStore:
     Args:
         db: the service's database (``service.db``).
         clock: stamps ``published_at`` (``created_at`` comes from the database layer).
+        events: publishes :class:`~examples.events.CoursePublished` through its
+            outbox, in the transaction that publishes the course.
     """
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *, events: EventBus | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._events = events
 
     async def add_course(self, data: CourseCreate) -> Course:
         """Create a draft course.
@@ -188,7 +193,7 @@ class CourseStore:
         return await self._db.run(append)
 
     async def publish(self, course_id: UUID) -> Course:
-        """Publish a draft course that has at least one lesson.
+        """Publish a draft course that has at least one lesson, and say so (``CoursePublished``).
 
         Raises:
             NotFound: the course does not exist.
@@ -207,6 +212,15 @@ class CourseStore:
             course.status = "published"
             course.published_at = self._clock.now()
             await tx.flush()
+            if self._events is not None:  # in this transaction: both happen, or neither
+                event = CoursePublished(
+                    course_id=course.id,
+                    organization_id=course.organization_id,
+                    code=course.code,
+                    title=course.title,
+                    published_at=course.published_at,
+                )
+                await self._events.publish(event, outbox=tx, key=str(course.id))
             return course_out(course)
 
         return await self._db.run(publish)

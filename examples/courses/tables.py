@@ -9,8 +9,9 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstrai
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from lms_shared.db import Model, TimestampMixin
+from lms_shared.events.sql import event_tables
 
-__all__ = ["Base", "CourseRow", "LessonRow", "ModuleRow"]
+__all__ = ["EVENT_TABLES", "Base", "CourseRow", "LessonRow", "ModuleRow"]
 
 
 class Base(Model, DeclarativeBase):
@@ -67,3 +68,7 @@ class LessonRow(Base):
     position: Mapped[int]
     title: Mapped[str] = mapped_column(String(200))
     duration_minutes: Mapped[int]
+
+
+EVENT_TABLES = event_tables(Base.metadata)
+"""The event outbox, inbox and dead letters (``lms_event_outbox``, ...): see ``service.events``."""

@@ -1,8 +1,9 @@
 """The enrollments service's app: ``uvicorn examples.enrollments.app:app``.
 
 Enrolling asks identity whether the user exists and is a student, and
-courses whether the course exists and is published, over HTTP, with this
-service's own service token. ``POST /v1/enrollments`` honours
+courses whether the course exists and is published, over HTTP through the
+chassis' client (``service.client``: discovery, retries, breakers, the
+caller's deadline), with this service's own service token. ``POST /v1/enrollments`` honours
 ``Idempotency-Key`` (a retry gets the first response back, marked
 ``Idempotent-Replayed: true``), kept in the service's database.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
-from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request, Response
@@ -20,15 +20,24 @@ from fastapi.responses import JSONResponse
 
 from examples.access import trust_identity
 from examples.persistence import LIST_PROBLEMS
-from examples.topology import service_url
-from examples.upstream import Upstream
+from examples.upstream import CourseView, UserView, upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
-from lms_shared.auth import PermissionDenied, Principal, can, require
-from lms_shared.db import ListQuery
-from lms_shared.http import Page, PageParams, page_params
-from lms_shared.models import Idempotency, IdempotentRequest, SqlIdempotencyStore
+from lms_shared.auth import PermissionDenied, Principal, can
+from lms_shared.client.trace_harness import install_trace_harness
+from lms_shared.db import ListQuery, SqlIdempotencyStore
+from lms_shared.http import (
+    Idempotency,
+    IdempotentRequest,
+    Page,
+    page_params,
+    rate_limited,
+    require,
+)
+from lms_shared.http.query import list_query
+from lms_shared.models import Id, PageParams
 
-from .models import COURSE_NOT_PUBLISHED, NOT_A_STUDENT, Enrollment, EnrollmentCreate
+from .events import listen_to_courses
+from .models import COURSE_NOT_PUBLISHED, NOT_A_STUDENT, PROBLEMS, Enrollment, EnrollmentCreate
 from .store import ENROLLMENTS, EnrollmentStore
 from .tables import IDEMPOTENCY_KEYS, Base, EnrollmentRow
 
@@ -37,7 +46,7 @@ __all__ = ["MIGRATIONS", "app", "build_service", "service"]
 VERSION = "0.1.0"
 MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
-EnrollmentQuery = Annotated[ListQuery[EnrollmentRow], Depends(ENROLLMENTS.dependency)]
+EnrollmentQuery = Annotated[ListQuery[EnrollmentRow], Depends(list_query(ENROLLMENTS))]
 
 
 def build_service(
@@ -58,29 +67,20 @@ def build_service(
     service = create_service(
         "enrollments",
         VERSION,
+        problems=PROBLEMS,
         settings=settings,
         title="Enrollments service",
         description="Students enrolled in published courses.",
     )
+    if service.settings.env != "production":  # the W3C Trace Context harness drives POST /test
+        install_trace_harness(service)
     transports = transports or {}
     trust_identity(service, transports.get("identity"))
-    identity = Upstream(
-        "identity",
-        service_url("identity"),
-        transport=transports.get("identity"),
-        auth=service.auth,
-    )
-    courses = Upstream(
-        "courses",
-        service_url("courses"),
-        transport=transports.get("courses"),
-        auth=service.auth,
-    )
-    for upstream in (identity, courses):
-        service.add_component(upstream.component())
-        service.health.add(upstream.name, upstream.ping, critical=False)
+    identity = upstream(service, "identity", transports)
+    courses = upstream(service, "courses", transports)
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
     store = EnrollmentStore(service.db, service.clock)
+    listen_to_courses(service)  # published courses, heard through events
     idempotency = Idempotency(
         SqlIdempotencyStore(service.db, table=IDEMPOTENCY_KEYS),
         clock=service.clock,
@@ -100,6 +100,8 @@ def build_service(
             422: {"description": "validation-error, or idempotency-key-reused"},
         },
         response_model=Enrollment,
+        # per caller (its principal), whichever order FastAPI resolves it in
+        dependencies=[rate_limited("60/minute", name="enroll")],
     )
     async def enroll(
         body: EnrollmentCreate,
@@ -127,22 +129,22 @@ def build_service(
 
     async def enroll_checked(body: EnrollmentCreate) -> Enrollment:
         """Ask identity and courses, then record the enrollment."""
-        user = await identity.get_json(f"/v1/users/{body.user_id}")
-        if user is None:
-            raise NotFound(f"user {body.user_id} does not exist")
-        if user["role"] != "student":
+        try:
+            user = await identity.get_json(f"/v1/users/{body.user_id}", model=UserView)
+        except NotFound:
+            raise NotFound(f"user {body.user_id} does not exist") from None
+        if user.role != "student":
+            raise Conflict(f"user {body.user_id} is {user.role}, not a student", code=NOT_A_STUDENT)
+        try:
+            course = await courses.get_json(f"/v1/courses/{body.course_id}", model=CourseView)
+        except NotFound:
+            raise NotFound(f"course {body.course_id} does not exist") from None
+        if course.status != "published":
             raise Conflict(
-                f"user {body.user_id} is {user['role']}, not a student", code=NOT_A_STUDENT
-            )
-        course = await courses.get_json(f"/v1/courses/{body.course_id}")
-        if course is None:
-            raise NotFound(f"course {body.course_id} does not exist")
-        if course["status"] != "published":
-            raise Conflict(
-                f"course {course['code']} is a draft; publish it before enrolling students",
+                f"course {course.code} is a draft; publish it before enrolling students",
                 code=COURSE_NOT_PUBLISHED,
             )
-        if course["organization_id"] != user["organization_id"]:
+        if course.organization_id != user.organization_id:
             raise Conflict(f"user {body.user_id} belongs to another organization")
         return await store.enroll(body)
 
@@ -164,7 +166,7 @@ def build_service(
 
     @v1.get("/enrollments/{enrollment_id}")
     async def get_enrollment(
-        enrollment_id: UUID, _: Principal = require("enrollment:read")
+        enrollment_id: Id, _: Principal = require("enrollment:read")
     ) -> Enrollment:
         """Get one enrollment."""
         return await store.enrollment(enrollment_id)
@@ -173,9 +175,7 @@ def build_service(
         "/enrollments/{enrollment_id}/withdraw",
         responses={409: {"description": "already withdrawn"}},
     )
-    async def withdraw(
-        enrollment_id: UUID, _: Principal = require("enrollment:write")
-    ) -> Enrollment:
+    async def withdraw(enrollment_id: Id, _: Principal = require("enrollment:write")) -> Enrollment:
         """Withdraw an active enrollment."""
         return await store.withdraw(enrollment_id)
 
@@ -184,7 +184,7 @@ def build_service(
         status_code=204,
         responses={404: {"description": "no such enrollment, or already dropped"}},
     )
-    async def drop(enrollment_id: UUID, _: Principal = require("enrollment:write")) -> None:
+    async def drop(enrollment_id: Id, _: Principal = require("enrollment:write")) -> None:
         """Drop an enrollment made by mistake.
 
         Unlike withdrawing, which keeps the enrollment on the record, a

@@ -8,12 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from lms_shared.errors import error_code
+from lms_shared.errors import ErrorCode
 
 __all__ = [
     "ALREADY_ENROLLED",
     "COURSE_NOT_PUBLISHED",
     "NOT_A_STUDENT",
+    "PROBLEMS",
     "Enrollment",
     "EnrollmentCreate",
     "EnrollmentStatus",
@@ -21,9 +22,16 @@ __all__ = [
 
 EnrollmentStatus = Literal["active", "withdrawn"]
 
-COURSE_NOT_PUBLISHED = error_code("course-not-published", 409, "Course is not published")
-NOT_A_STUDENT = error_code("not-a-student", 409, "Only students can enroll")
-ALREADY_ENROLLED = error_code("already-enrolled", 409, "Already enrolled")
+COURSE_NOT_PUBLISHED = ErrorCode("course-not-published", 409, "Course is not published")
+NOT_A_STUDENT = ErrorCode("not-a-student", 409, "Only students can enroll")
+ALREADY_ENROLLED = ErrorCode("already-enrolled", 409, "Already enrolled")
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    COURSE_NOT_PUBLISHED,
+    NOT_A_STUDENT,
+    ALREADY_ENROLLED,
+)
+"""This service's own problem codes (passed to create_service)."""
 
 
 class EnrollmentCreate(BaseModel):

@@ -18,9 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
-from lms_shared.http import PageParams
 from lms_shared.models import Enrollment as Lifecycle
-from lms_shared.models import EnrollmentStatus, transition
+from lms_shared.models import EnrollmentStatus, PageParams, transition
 
 from .models import ALREADY_ENROLLED, Enrollment, EnrollmentCreate
 from .tables import ACTIVE_ENROLLMENT, EnrollmentRow

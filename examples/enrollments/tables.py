@@ -8,10 +8,17 @@ from uuid import UUID, uuid4
 from sqlalchemy import CheckConstraint, Index, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from lms_shared.db import Model, SoftDeleteMixin
-from lms_shared.models import idempotency_table
+from lms_shared.db import Model, SoftDeleteMixin, idempotency_table
+from lms_shared.events.sql import event_tables
 
-__all__ = ["ACTIVE_ENROLLMENT", "IDEMPOTENCY_KEYS", "Base", "EnrollmentRow"]
+__all__ = [
+    "ACTIVE_ENROLLMENT",
+    "EVENT_TABLES",
+    "IDEMPOTENCY_KEYS",
+    "Base",
+    "EnrollmentRow",
+    "PublishedCourseRow",
+]
 
 ACTIVE_ENROLLMENT = "uq_enrollments_active_course_id_user_id"
 """The unique index behind ``already-enrolled``."""
@@ -53,3 +60,20 @@ class EnrollmentRow(Base, SoftDeleteMixin):
 
 IDEMPOTENCY_KEYS = idempotency_table(Base.metadata)
 """``Idempotency-Key`` records of ``POST /v1/enrollments`` (``lms_idempotency_keys``)."""
+
+
+class PublishedCourseRow(Base):
+    """A course courses announced as published (``CoursePublished``), as this service heard it."""
+
+    __tablename__ = "published_courses"
+
+    course_id: Mapped[UUID] = mapped_column(primary_key=True)
+    organization_id: Mapped[UUID]
+    code: Mapped[str] = mapped_column(String(10))
+    title: Mapped[str] = mapped_column(String(200))
+    published_at: Mapped[datetime]
+    heard_at: Mapped[datetime]
+
+
+EVENT_TABLES = event_tables(Base.metadata)
+"""The event outbox, inbox and dead letters (``lms_event_inbox``, ...): see ``service.events``."""

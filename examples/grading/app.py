@@ -11,21 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
-from uuid import UUID
 
 import httpx
 from fastapi import Depends, Request, Response
 
 from examples.access import trust_identity
 from examples.persistence import LIST_PROBLEMS
-from examples.topology import service_url
-from examples.upstream import Upstream
+from examples.upstream import EnrollmentView, upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
-from lms_shared.auth import PermissionDenied, Principal, can, require
+from lms_shared.auth import PermissionDenied, Principal, can
+from lms_shared.client.trace_harness import install_trace_harness
 from lms_shared.db import ListQuery
-from lms_shared.http import Page, PageParams, page_params
+from lms_shared.http import Page, page_params, require
+from lms_shared.http.query import list_query
+from lms_shared.models import Id, PageParams
 
-from .models import ENROLLMENT_INACTIVE, Grade, GradeCreate, Submission, SubmissionCreate
+from .models import ENROLLMENT_INACTIVE, PROBLEMS, Grade, GradeCreate, Submission, SubmissionCreate
 from .store import SUBMISSIONS, GradingStore
 from .tables import Base, SubmissionRow
 
@@ -34,7 +35,7 @@ __all__ = ["MIGRATIONS", "app", "build_service", "service"]
 VERSION = "0.1.0"
 MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
-SubmissionQuery = Annotated[ListQuery[SubmissionRow], Depends(SUBMISSIONS.dependency)]
+SubmissionQuery = Annotated[ListQuery[SubmissionRow], Depends(list_query(SUBMISSIONS))]
 
 
 def build_service(
@@ -56,20 +57,16 @@ def build_service(
     service = create_service(
         "grading",
         VERSION,
+        problems=PROBLEMS,
         settings=settings,
         title="Grading service",
         description="Submissions of enrolled students and their grades.",
     )
+    if service.settings.env != "production":  # the W3C Trace Context harness drives POST /test
+        install_trace_harness(service)
     transports = transports or {}
     trust_identity(service, transports.get("identity"))
-    enrollments = Upstream(
-        "enrollments",
-        service_url("enrollments"),
-        transport=transports.get("enrollments"),
-        auth=service.auth,
-    )
-    service.add_component(enrollments.component())
-    service.health.add("enrollments", enrollments.ping, critical=False)
+    enrollments = upstream(service, "enrollments", transports)
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
     store = GradingStore(service.db, service.clock)
     v1 = service.api(1, tags=["grading"])
@@ -86,18 +83,21 @@ def build_service(
         body: SubmissionCreate, response: Response, who: Principal = require("submission:write")
     ) -> Submission:
         """Hand in an assignment under an active enrollment (a student: their own)."""
-        enrollment = await enrollments.get_json(f"/v1/enrollments/{body.enrollment_id}")
-        if enrollment is None:
-            raise NotFound(f"enrollment {body.enrollment_id} does not exist")
-        if not can(who, "grade:write") and enrollment["user_id"] != who.subject:
+        try:
+            enrollment = await enrollments.get_json(
+                f"/v1/enrollments/{body.enrollment_id}", model=EnrollmentView
+            )
+        except NotFound:
+            raise NotFound(f"enrollment {body.enrollment_id} does not exist") from None
+        if not can(who, "grade:write") and str(enrollment.user_id) != who.subject:
             raise PermissionDenied("submission:write", "students hand in their own work only")
-        if enrollment["status"] != "active":
+        if enrollment.status != "active":
             raise Conflict(
-                f"enrollment {body.enrollment_id} is {enrollment['status']}",
+                f"enrollment {body.enrollment_id} is {enrollment.status}",
                 code=ENROLLMENT_INACTIVE,
             )
         submission = await store.submit(
-            body, course_id=UUID(enrollment["course_id"]), student_id=UUID(enrollment["user_id"])
+            body, course_id=enrollment.course_id, student_id=enrollment.user_id
         )
         response.headers["location"] = f"/v1/submissions/{submission.id}"
         return submission
@@ -119,7 +119,7 @@ def build_service(
 
     @v1.get("/submissions/{submission_id}")
     async def get_submission(
-        submission_id: UUID, _: Principal = require("submission:read")
+        submission_id: Id, _: Principal = require("submission:read")
     ) -> Submission:
         """Get one submission and its grade."""
         return await store.submission(submission_id)
@@ -130,7 +130,7 @@ def build_service(
         responses={409: {"description": "already-graded"}},
     )
     async def grade(
-        submission_id: UUID, body: GradeCreate, _: Principal = require("grade:write")
+        submission_id: Id, body: GradeCreate, _: Principal = require("grade:write")
     ) -> Grade:
         """Record the grade of a submission (once)."""
         return await store.grade(submission_id, body)

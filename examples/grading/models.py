@@ -7,19 +7,26 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from lms_shared.errors import error_code
+from lms_shared.errors import ErrorCode
 
 __all__ = [
     "ALREADY_GRADED",
     "ENROLLMENT_INACTIVE",
+    "PROBLEMS",
     "Grade",
     "GradeCreate",
     "Submission",
     "SubmissionCreate",
 ]
 
-ENROLLMENT_INACTIVE = error_code("enrollment-inactive", 409, "Enrollment is not active")
-ALREADY_GRADED = error_code("already-graded", 409, "Submission already graded")
+ENROLLMENT_INACTIVE = ErrorCode("enrollment-inactive", 409, "Enrollment is not active")
+ALREADY_GRADED = ErrorCode("already-graded", 409, "Submission already graded")
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    ENROLLMENT_INACTIVE,
+    ALREADY_GRADED,
+)
+"""This service's own problem codes (passed to create_service)."""
 
 
 class SubmissionCreate(BaseModel):

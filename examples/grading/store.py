@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
-from lms_shared.http import PageParams
+from lms_shared.models import PageParams
 
 from .models import ALREADY_GRADED, Grade, GradeCreate, Submission, SubmissionCreate
 from .tables import GradeRow, SubmissionRow

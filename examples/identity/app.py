@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import Depends, Request, Response
 
@@ -21,24 +20,28 @@ from examples.access import JWKS_PATH, TOKEN_PATH
 from examples.persistence import LIST_PROBLEMS
 from examples.topology import SERVICES, service_url
 from lms_shared import Service, Settings, create_service
-from lms_shared.auth import (
-    DatabaseApiKeyStore,
-    Principal,
+from lms_shared.auth import DatabaseApiKeyStore, Principal, SigningKey, TokenSigner
+from lms_shared.client.trace_harness import install_trace_harness
+from lms_shared.db import ListQuery
+from lms_shared.errors import ProblemError
+from lms_shared.http import (
+    Page,
+    RateCheck,
     ServiceClients,
-    SigningKey,
-    TokenSigner,
     jwks_router,
+    limit,
+    page_params,
+    rate_check,
     require,
     token_router,
 )
-from lms_shared.db import ListQuery
-from lms_shared.errors import ProblemError
-from lms_shared.http import Page, PageParams, page_params
-from lms_shared.ratelimit import Decision, Policy, rate_limited
+from lms_shared.http.query import list_query
+from lms_shared.models import Id, PageParams
 from lms_shared.security import keyring_from_settings
 
 from .models import (
     INVALID_LOGIN,
+    PROBLEMS,
     AccessToken,
     ApiKeyCreate,
     ApiKeyCreated,
@@ -58,13 +61,14 @@ __all__ = ["MIGRATIONS", "app", "build_service", "service"]
 VERSION = "0.1.0"
 LOGIN_RATE = "20/minute"
 """Logins per client address (the route's limit): a demo run logs in about 15 times."""
-LOGIN_LIMIT = rate_limited(LOGIN_RATE, name="login")
-ACCOUNT_LOGINS = Policy.of("5/minute", name="login-account")
-"""Logins per account, whoever tries: slows password guessing from many addresses."""
+ACCOUNT_LOGINS = rate_check("5/minute", name="login-account")
+"""Logins per account, whoever tries: slows password guessing from many addresses.
+
+A dependency, so every answer of the route advertises the policy (422s too)."""
 MIGRATIONS = Path(__file__).with_name("migrations")
 Paging = Annotated[PageParams, Depends(page_params)]
-OrganizationQuery = Annotated[ListQuery[OrganizationRow], Depends(ORGANIZATIONS.dependency)]
-UserQuery = Annotated[ListQuery[UserRow], Depends(USERS.dependency)]
+OrganizationQuery = Annotated[ListQuery[OrganizationRow], Depends(list_query(ORGANIZATIONS))]
+UserQuery = Annotated[ListQuery[UserRow], Depends(list_query(USERS))]
 
 
 def build_service(*, settings: Settings | None = None) -> Service:
@@ -77,10 +81,13 @@ def build_service(*, settings: Settings | None = None) -> Service:
     service = create_service(
         "identity",
         VERSION,
+        problems=PROBLEMS,
         settings=settings,
         title="Identity service",
         description="Organizations and their users (admins, instructors, students).",
     )
+    if service.settings.env != "production":  # the W3C Trace Context harness drives POST /test
+        install_trace_harness(service)
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
     cipher = keyring_from_settings(service.settings) if service.settings.encryption_keys else None
     store = IdentityStore(service.db, cipher)
@@ -128,18 +135,13 @@ def build_service(*, settings: Settings | None = None) -> Service:
             429: {"description": "too many logins from this address, or for this account"},
         },
     )
-    async def login(
-        body: Login,
-        # per client address; ``@limit`` on the route would be the natural spelling, but the
-        # middleware does not see routes of included routers yet (FastAPI 0.165's
-        # _IncludedRouter), so the dependency does it
-        _: Decision = LOGIN_LIMIT,
-    ) -> AccessToken:
+    @limit(LOGIN_RATE, name="login")  # per client address, counted before the body is read
+    async def login(body: Login, accounts: RateCheck = ACCOUNT_LOGINS) -> AccessToken:
         """Exchange an email and password for an access token valid at every service.
 
         Rate-limited per client address (20/minute) and per account (5/minute).
         """
-        await service.rate_limits.check(f"account:{body.email.lower()}", ACCOUNT_LOGINS)
+        await accounts.check(f"account:{body.email.lower()}")
         user = await store.login(body.email, body.password.get_secret_value())
         if user is None:
             raise ProblemError("the email or the password is wrong", code=INVALID_LOGIN)
@@ -209,7 +211,7 @@ def build_service(*, settings: Settings | None = None) -> Service:
 
     @v1.get("/organizations/{organization_id}", tags=["organizations"])
     async def get_organization(
-        organization_id: UUID, _: Principal = require("organization:read")
+        organization_id: Id, _: Principal = require("organization:read")
     ) -> Organization:
         """Get one organization."""
         return await store.organization(organization_id)
@@ -245,7 +247,7 @@ def build_service(*, settings: Settings | None = None) -> Service:
         return Page[User].build(items, cursor, request)
 
     @v1.get("/users/{user_id}", tags=["users"])
-    async def get_user(user_id: UUID, _: Principal = require("user:read")) -> User:
+    async def get_user(user_id: Id, _: Principal = require("user:read")) -> User:
         """Get one user."""
         return await store.user(user_id)
 

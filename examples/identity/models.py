@@ -8,11 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from lms_shared.errors import error_code
+from lms_shared.auth import PermissionGrant
+from lms_shared.errors import ErrorCode
 
 __all__ = [
     "ALREADY_BOOTSTRAPPED",
     "INVALID_LOGIN",
+    "PROBLEMS",
     "AccessToken",
     "ApiKeyCreate",
     "ApiKeyCreated",
@@ -28,8 +30,14 @@ __all__ = [
 
 Role = Literal["admin", "instructor", "student"]
 
-INVALID_LOGIN = error_code("invalid-login", 401, "Invalid email or password")
-ALREADY_BOOTSTRAPPED = error_code("already-bootstrapped", 409, "The platform has users already")
+INVALID_LOGIN = ErrorCode("invalid-login", 401, "Invalid email or password")
+ALREADY_BOOTSTRAPPED = ErrorCode("already-bootstrapped", 409, "The platform has users already")
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    INVALID_LOGIN,
+    ALREADY_BOOTSTRAPPED,
+)
+"""This service's own problem codes (passed to create_service)."""
 
 Password = Annotated[
     SecretStr,
@@ -139,8 +147,11 @@ class ApiKeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, examples=["roster-export"])
     roles: list[Role] = Field(min_length=1, examples=[["instructor"]])
-    scopes: list[str] | None = Field(
-        None, description="permission patterns it is limited to", examples=[["user:read"]]
+    scopes: list[PermissionGrant] | None = Field(
+        None,
+        max_length=50,
+        description="permission patterns it is limited to",
+        examples=[["user:read"]],
     )
     expires_in_days: int = Field(90, ge=1, le=365)
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from examples.persistence import violated
 from lms_shared import BadRequest, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
-from lms_shared.http import PageParams
+from lms_shared.models import PageParams
 from lms_shared.security import Cipher, PasswordHasher, decrypt_field, encrypt_field
 
 from .models import (

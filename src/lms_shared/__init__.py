@@ -11,6 +11,7 @@ from importlib.metadata import version as _version
 from lms_shared.clock import Clock, SystemClock
 from lms_shared.errors import (
     BadRequest,
+    Catalogue,
     ComponentError,
     ConfigurationError,
     Conflict,
@@ -21,7 +22,6 @@ from lms_shared.errors import (
     ProblemError,
     ServiceUnavailable,
     SettingsError,
-    error_code,
 )
 from lms_shared.lifecycle import Component, FunctionComponent
 from lms_shared.service import Service, create_service
@@ -34,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree without install
 
 __all__ = [
     "BadRequest",
+    "Catalogue",
     "Clock",
     "Component",
     "ComponentError",
@@ -52,6 +53,5 @@ __all__ = [
     "SystemClock",
     "__version__",
     "create_service",
-    "error_code",
     "load_settings",
 ]

@@ -13,32 +13,44 @@ capability can raise these errors and the HTTP layer can render them::
         ├── Conflict
         ├── PreconditionFailed
         └── ServiceUnavailable
+            └── NotReady          not ready, for a reason safe to show in probes
 
 A ``ProblemError`` raised anywhere in a request (route, dependency, event
 handler called from a route) becomes an ``application/problem+json``
-response with its catalogue entry's ``type`` URI, title and status.
+response with its code's ``type`` URI, title and status.
+
+Problem codes are data: each capability declares its :class:`ErrorCode`
+constants and lists them in a ``PROBLEMS`` tuple of its ``_errors``
+module; nothing registers itself at import. The service factory assembles
+one frozen :class:`Catalogue` from the capabilities it wires (and the
+service's own codes) and hands it to the problem renderer and to OpenAPI,
+so a service's documents never depend on which modules happened to be
+imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 __all__ = [
-    "CATALOGUE",
+    "PROBLEMS",
     "BadRequest",
+    "Catalogue",
     "ComponentError",
     "ConfigurationError",
     "Conflict",
     "ErrorCode",
     "LmsError",
     "NotFound",
+    "NotReady",
     "PreconditionFailed",
     "ProblemError",
     "ServiceUnavailable",
     "SettingsError",
-    "error_code",
 ]
 
 
@@ -78,64 +90,138 @@ class ComponentError(LmsError):
         super().__init__(f"component {component!r} failed to {phase}: {reason}")
 
 
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
-    """One entry of the problem catalogue.
+    """One problem type: a stable code, its HTTP status and its title.
 
     Attributes:
         slug: stable machine-readable code, also the last segment of the
             problem ``type`` URI (``.../problems/<slug>``).
-        status: the HTTP status code.
+        status: the HTTP status code (400-599).
         title: a short, human-readable summary that never changes per
             occurrence (RFC 9457 section 3.1.3).
+        registered_type: the ``type`` URI when the problem type is
+            registered elsewhere (the IANA HTTP Problem Types registry);
+            ``None`` means the service's base URI plus the slug.
+
+    Raises:
+        ValueError: the slug is not lower-case words joined by dashes, or
+            the status is not an error status.
     """
 
     slug: str
     status: int
     title: str
+    registered_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 400 <= self.status <= 599:
+            raise ValueError(f"problem status must be 4xx or 5xx, got {self.status}")
+        if not _SLUG.match(self.slug):
+            raise ValueError(f"a problem code is lower-case words joined by dashes: {self.slug!r}")
 
 
-CATALOGUE: dict[str, ErrorCode] = {}
+BAD_REQUEST = ErrorCode("bad-request", 400, "Bad request")
+MALFORMED_JSON = ErrorCode("malformed-json", 400, "Malformed JSON body")
+INVALID_CURSOR = ErrorCode("invalid-cursor", 400, "Invalid pagination cursor")
+UNAUTHORIZED = ErrorCode("unauthorized", 401, "Authentication required")
+FORBIDDEN = ErrorCode("forbidden", 403, "Permission denied")
+NOT_FOUND = ErrorCode("not-found", 404, "Resource not found")
+METHOD_NOT_ALLOWED = ErrorCode("method-not-allowed", 405, "Method not allowed")
+NOT_ACCEPTABLE = ErrorCode("not-acceptable", 406, "Not acceptable")
+CONFLICT = ErrorCode("conflict", 409, "Conflict")
+PRECONDITION_FAILED = ErrorCode("precondition-failed", 412, "Precondition failed")
+PAYLOAD_TOO_LARGE = ErrorCode("payload-too-large", 413, "Request body too large")
+UNSUPPORTED_MEDIA_TYPE = ErrorCode("unsupported-media-type", 415, "Unsupported media type")
+VALIDATION_ERROR = ErrorCode("validation-error", 422, "Request validation failed")
+RATE_LIMITED = ErrorCode(
+    "rate-limited",
+    429,
+    "Quota exceeded",
+    # draft-ietf-httpapi-ratelimit-headers registers this type (with "violated-policies")
+    "https://iana.org/assignments/http-problem-types#quota-exceeded",
+)
+INTERNAL_ERROR = ErrorCode("internal-error", 500, "Internal server error")
+SERVICE_UNAVAILABLE = ErrorCode("service-unavailable", 503, "Service unavailable")
+TIMEOUT = ErrorCode("timeout", 504, "Request timed out")
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    BAD_REQUEST,
+    MALFORMED_JSON,
+    INVALID_CURSOR,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    NOT_ACCEPTABLE,
+    CONFLICT,
+    PRECONDITION_FAILED,
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    VALIDATION_ERROR,
+    RATE_LIMITED,
+    INTERNAL_ERROR,
+    SERVICE_UNAVAILABLE,
+    TIMEOUT,
+)
+"""The problem codes every service answers with (HTTP-level errors)."""
 
 
-def error_code(slug: str, status: int, title: str) -> ErrorCode:
-    """Register (or return the identical existing) catalogue entry.
+class Catalogue(Mapping[str, ErrorCode]):
+    """A frozen set of problem codes by slug, assembled once per service.
 
     Args:
-        slug: lower-case, dash-separated code, unique across the platform.
-        status: HTTP status code (400-599).
-        title: short human-readable summary.
+        *groups: iterables of codes (each capability's ``PROBLEMS``); the
+            same code may appear in several groups.
 
     Raises:
-        ValueError: the slug is already registered with another status or
-            title, or the status is not an error status.
+        ValueError: two different codes share a slug.
     """
-    if not 400 <= status <= 599:
-        raise ValueError(f"problem status must be 4xx or 5xx, got {status}")
-    code = ErrorCode(slug, status, title)
-    existing = CATALOGUE.setdefault(slug, code)
-    if existing != code:
-        raise ValueError(f"problem code {slug!r} is already registered as {existing}")
-    return code
 
+    __slots__ = ("_by_slug", "_by_status")
 
-BAD_REQUEST = error_code("bad-request", 400, "Bad request")
-MALFORMED_JSON = error_code("malformed-json", 400, "Malformed JSON body")
-INVALID_CURSOR = error_code("invalid-cursor", 400, "Invalid pagination cursor")
-UNAUTHORIZED = error_code("unauthorized", 401, "Authentication required")
-FORBIDDEN = error_code("forbidden", 403, "Permission denied")
-NOT_FOUND = error_code("not-found", 404, "Resource not found")
-METHOD_NOT_ALLOWED = error_code("method-not-allowed", 405, "Method not allowed")
-NOT_ACCEPTABLE = error_code("not-acceptable", 406, "Not acceptable")
-CONFLICT = error_code("conflict", 409, "Conflict")
-PRECONDITION_FAILED = error_code("precondition-failed", 412, "Precondition failed")
-PAYLOAD_TOO_LARGE = error_code("payload-too-large", 413, "Request body too large")
-UNSUPPORTED_MEDIA_TYPE = error_code("unsupported-media-type", 415, "Unsupported media type")
-VALIDATION_ERROR = error_code("validation-error", 422, "Request validation failed")
-RATE_LIMITED = error_code("rate-limited", 429, "Too many requests")
-INTERNAL_ERROR = error_code("internal-error", 500, "Internal server error")
-SERVICE_UNAVAILABLE = error_code("service-unavailable", 503, "Service unavailable")
-TIMEOUT = error_code("timeout", 504, "Request timed out")
+    def __init__(self, *groups: Iterable[ErrorCode]) -> None:
+        by_slug: dict[str, ErrorCode] = {}
+        for group in groups:
+            for code in group:
+                existing = by_slug.setdefault(code.slug, code)
+                if existing != code:
+                    raise ValueError(
+                        f"problem code {code.slug!r} is declared twice: {existing} and {code}"
+                    )
+        self._by_slug = dict(sorted(by_slug.items()))
+        # the generic code of each status: the core codes first, then the rest
+        by_status: dict[int, ErrorCode] = {code.status: code for code in reversed(PROBLEMS)}
+        for code in self._by_slug.values():
+            by_status.setdefault(code.status, code)
+        self._by_status = by_status
+
+    def __getitem__(self, slug: str) -> ErrorCode:
+        return self._by_slug[slug]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_slug)
+
+    def __len__(self) -> int:
+        return len(self._by_slug)
+
+    def for_status(self, status: int) -> ErrorCode:
+        """The generic code of an HTTP error status.
+
+        A status nothing declares gets a one-off code (``http-418``, titled
+        with the status's reason phrase) that is not added to the catalogue.
+        """
+        code = self._by_status.get(status)
+        if code is not None:
+            return code
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "HTTP error"
+        return ErrorCode(f"http-{status}", status, title)
 
 
 class ProblemError(LmsError):
@@ -202,3 +288,13 @@ class ServiceUnavailable(ProblemError):
     """503: a dependency is down or the service is shutting down."""
 
     code = SERVICE_UNAVAILABLE
+
+
+class NotReady(ServiceUnavailable):
+    """503: not ready, for a reason written for operators and clients alike.
+
+    Readiness reports are public, so they show why a check failed only when
+    it raised this: the message must name settings or states, never hosts,
+    file paths, exception text or secrets. Any other exception (``LmsError``
+    included) shows as a bare failure, its message going to the log only.
+    """

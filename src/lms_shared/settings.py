@@ -14,22 +14,37 @@ installed.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from lms_shared.errors import SettingsError
+from lms_shared.redaction import MASK, SECRET_MARKERS, redact_url
 
-__all__ = ["Settings", "load_settings", "redact_url"]
+__all__ = ["Settings", "load_settings"]
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 TokenAlgorithm = Literal["RS256", "PS256", "ES256", "EdDSA", "Ed25519", "HS256"]
 _ASYMMETRIC: tuple[TokenAlgorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA", "Ed25519")
 
-_SECRET_MARKERS = ("secret", "password", "token", "key")
+
+_DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class ClientTarget(BaseModel):
+    """Overrides of the client settings for calls to one service (``LMS_CLIENT_TARGETS``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    timeout: Seconds | None = None
+    retries: Annotated[int, Field(ge=0, le=10)] | None = None
+    hedge_delay: Annotated[float, Field(gt=0, le=60)] | None = None
+    max_concurrent: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
 class Settings(BaseSettings):
@@ -40,11 +55,40 @@ class Settings(BaseSettings):
         state_dir: folder of the embedded backends (SQLite files, event logs).
         log_level: minimum level of log lines.
         log_format: ``json`` (one object a line) or ``console`` (for people).
+        log_levels: minimum level per logger (JSON: ``{"sqlalchemy.engine":
+            "warning", "lms.access": "info"}``); a logger's children follow it.
+        telemetry_url: an OpenTelemetry collector's OTLP/HTTP base URL; unset
+            keeps spans (and logs) in the state folder.
+        trace_sample_ratio: the share of new traces recorded (0 to 1);
+            a caller's decision is kept for its traces.
+        trace_queue_size: finished spans waiting for export at most; beyond,
+            spans are dropped and counted, never waited for.
+        trace_b3: write B3 headers beside W3C ``traceparent`` on outgoing calls.
         database_url: SQLAlchemy URL; unset means SQLite in ``state_dir``.
-        events_url: event bus URL; unset means files in ``state_dir``.
-        discovery_url: registry URL; unset means files in ``state_dir``.
+        discovery_url: registry URL; unset means a SQLite registry in ``state_dir``.
         ratelimit_url: rate-limit storage URL; unset means memory.
-        telemetry_url: OTLP collector URL; unset means no export.
+        events_url: event transport URL (``nats://``, ``amqp://``, ``redis://``,
+            ``memory://``); unset means the embedded log in ``state_dir``.
+        discovery_ttl: seconds this instance's registration lives without
+            a renewal (lease/heartbeat, renewed every third of it).
+        discovery_poll: seconds between polls of registries without a watch.
+        discovery_timeout: seconds one registry request may take.
+        discovery_balancer: policy for calls without an affinity key.
+        discovery_zone: this instance's zone; calls prefer instances there.
+        discovery_address: address other services reach this instance at;
+            unset means it does not register itself.
+        discovery_port: the port that goes with ``discovery_address``.
+        discovery_failures: failed calls in a row that eject an instance.
+        discovery_ejection: seconds of an instance's first ejection.
+        client_timeout: seconds a call to another service may take in all
+            (attempts and backoff), unless the request's deadline is shorter.
+        client_retries: retries of a failed idempotent call (0: none).
+        client_mesh: ``istio`` or ``linkerd``: the sidecar balances and
+            retries; the client calls the service's DNS name once.
+        client_mesh_namespace: Kubernetes namespace of the called services
+            under a mesh (``name.namespace.svc.cluster.local``); unset: ``name``.
+        client_targets: per called service, overrides of the above (JSON:
+            ``{"grading": {"timeout": 2, "retries": 0}}``).
         request_timeout: seconds a request may take before a 504 problem.
         max_body_bytes: largest request body accepted before a 413 problem.
         component_timeout: seconds each component may take to start or stop.
@@ -80,6 +124,12 @@ class Settings(BaseSettings):
             the per-record data keys of envelope encryption.
         trusted_proxies: IPs/CIDRs (JSON list) whose ``X-Forwarded-For`` /
             ``X-Forwarded-Proto`` / ``Forwarded`` headers are believed.
+        public_base_url: the service's URL as clients reach it
+            (``https://api.example.org``); links are built on it, or relative
+            when unset; never from the request's ``Host``.
+        allowed_hosts: hosts (JSON list: names, ``*.domain``, IPs) the
+            service answers for; others get a 400 problem. Empty means any
+            (development); required in production.
         cors_origins: origins (JSON list) allowed to call from a browser.
         cors_allow_credentials: let browsers send cookies/credentials.
         cors_allow_methods: methods allowed cross-origin.
@@ -87,7 +137,8 @@ class Settings(BaseSettings):
         cors_max_age: seconds a browser may cache a preflight answer.
         security_headers: send the OWASP secure headers on every response.
         content_security_policy: replaces the default CSP of API responses.
-        hsts_max_age: ``Strict-Transport-Security`` max-age (0 turns it off).
+        hsts_max_age: ``Strict-Transport-Security`` max-age (0 turns it off);
+            two years, as the OWASP Secure Headers Project recommends.
         ratelimit_default: default limit of every route (``"100/minute"``);
             unset means only routes with their own limit are limited.
         ratelimit_by: what identifies a client, first match wins.
@@ -114,6 +165,13 @@ class Settings(BaseSettings):
         auth_clients: (identity) client id to secret of each service (JSON).
         auth_signing_keys: (identity) PEM private keys (JSON list), current first.
         auth_api_key_prefix: first part of the API keys this service makes.
+        metrics_enabled: serve ``/metrics`` (Prometheus) and measure every request.
+        metrics_buckets: request-duration histogram boundaries in seconds
+            (JSON list); empty means OpenTelemetry's HTTP defaults.
+        metrics_latency_threshold: the latency SLO threshold (seconds), added
+            to the buckets so the SLO can be computed from them.
+        slow_request_threshold: requests slower than this (seconds) log a
+            ``slow request`` line with their trace id; 0 turns it off.
     """
 
     model_config = SettingsConfigDict(
@@ -129,12 +187,34 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".lms")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
+    log_levels: dict[str, str] = Field(default_factory=dict)
+    telemetry_url: str | None = None
+    trace_sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    trace_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 2048
+    trace_b3: bool = True
 
     database_url: str | None = None
-    events_url: str | None = None
     discovery_url: str | None = None
     ratelimit_url: str | None = None
-    telemetry_url: str | None = None
+    events_url: str | None = None
+    discovery_ttl: Seconds = 10.0
+    discovery_poll: Seconds = 2.0
+    discovery_timeout: Seconds = 5.0
+    discovery_balancer: Literal["round_robin", "random", "least_outstanding", "p2c_ewma"] = (
+        "p2c_ewma"
+    )
+    discovery_zone: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")] | None = (
+        None
+    )
+    discovery_address: str | None = None
+    discovery_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    discovery_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    discovery_ejection: Seconds = 30.0
+    client_timeout: Seconds = 10.0
+    client_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    client_mesh: Literal["none", "istio", "linkerd"] = "none"
+    client_mesh_namespace: Annotated[str, Field(pattern=_DNS_LABEL)] | None = None
+    client_targets: dict[str, ClientTarget] = Field(default_factory=dict)
 
     request_timeout: Seconds = 30.0
     max_body_bytes: Annotated[int, Field(gt=0, le=1 << 30)] = 1 << 20
@@ -165,6 +245,8 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = None
     key_encryption_key: SecretStr | None = None
     trusted_proxies: list[str] = Field(default_factory=list)
+    public_base_url: str | None = None
+    allowed_hosts: list[str] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
     cors_allow_credentials: bool = False
     cors_allow_methods: list[str] = Field(
@@ -176,7 +258,7 @@ class Settings(BaseSettings):
     cors_max_age: Annotated[int, Field(ge=0, le=86400)] = 600
     security_headers: bool = True
     content_security_policy: str | None = None
-    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 31536000
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] = 63072000
     ratelimit_default: str | None = None
     ratelimit_by: list[Literal["principal", "api_key", "ip"]] = ["principal", "ip"]
     ratelimit_on_error: Literal["allow", "deny"] = "allow"
@@ -200,6 +282,18 @@ class Settings(BaseSettings):
     auth_signing_keys: list[SecretStr] = Field(default_factory=list)
     auth_api_key_prefix: Annotated[str, Field(pattern=r"^[a-z]{2,16}$")] = "lms"
 
+    metrics_enabled: bool = True
+    metrics_buckets: list[Annotated[float, Field(gt=0, le=3600)]] = Field(
+        default_factory=list, max_length=64
+    )
+    metrics_latency_threshold: Seconds | None = None
+    slow_request_threshold: Annotated[float, Field(ge=0, le=3600)] = 1.0
+
+    @field_validator("log_levels")
+    @classmethod
+    def _check_log_levels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_log_levels(value)
+
     def redacted(self) -> dict[str, Any]:
         """The effective settings as a JSON-ready dict, secrets hidden.
 
@@ -210,9 +304,9 @@ class Settings(BaseSettings):
         for name, value in self.model_dump(mode="json").items():
             raw = getattr(self, name)
             if isinstance(raw, SecretStr) or (
-                value is not None and any(m in name for m in _SECRET_MARKERS)
+                value is not None and any(m in name for m in SECRET_MARKERS)
             ):
-                out[name] = "**********" if value is not None else None
+                out[name] = MASK if value is not None else None
             elif name.endswith("_url") and isinstance(value, str):
                 out[name] = redact_url(value)
             elif name.endswith("_urls") and isinstance(value, list):
@@ -220,23 +314,6 @@ class Settings(BaseSettings):
             else:
                 out[name] = value
         return out
-
-
-def redact_url(url: str) -> str:
-    """Mask the password of a URL's userinfo (``user:***@host``).
-
-    Args:
-        url: any URL; strings that do not parse are returned unchanged.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:***"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -257,6 +334,34 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except SourceError as exc:  # a JSON value (list, dict) that does not parse
+        found = re.search(r'field "(\w+)"', str(exc))
+        variable = f"LMS_{found.group(1).upper()}" if found else "LMS_*"
+        raise SettingsError([(variable, "is not valid JSON")]) from None
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOGGER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+
+
+def check_log_levels(levels: dict[str, str]) -> dict[str, str]:
+    """``LMS_LOG_LEVELS`` checked: logger names to lower-case level names.
+
+    Raises:
+        ValueError: more than 200 loggers, a malformed logger name, or a
+            level that is not one of :data:`LOG_LEVELS`.
+    """
+    if len(levels) > 200:
+        raise ValueError(f"at most 200 loggers, got {len(levels)}")
+    checked: dict[str, str] = {}
+    for name, level in levels.items():
+        if not _LOGGER_NAME.fullmatch(name):
+            raise ValueError(f"logger name {name[:60]!r} is not a dotted logger name")
+        if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
+            allowed = ", ".join(LOG_LEVELS)
+            raise ValueError(f"level {str(level)[:20]!r} of logger {name!r}: not one of {allowed}")
+        checked[name] = level.lower()
+    return checked
 
 
 def _describe(exc: ValidationError) -> list[tuple[str, str]]:
@@ -265,7 +370,7 @@ def _describe(exc: ValidationError) -> list[tuple[str, str]]:
         loc = [str(part) for part in err["loc"]]
         variable = "LMS_" + "__".join(loc).upper()
         message = err["msg"]
-        secret = any(m in "_".join(loc).lower() for m in _SECRET_MARKERS)
+        secret = any(m in "_".join(loc).lower() for m in SECRET_MARKERS)
         if not secret and err.get("input") is not None and not isinstance(err["input"], dict):
             shown = repr(err["input"])
             message += f" (got {shown[:60]})"

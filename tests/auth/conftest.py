@@ -14,18 +14,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from lms_shared import Service, create_service, load_settings
-from lms_shared.auth import (
-    Principal,
+from lms_shared.auth import Principal, SigningKey, TokenSigner
+from lms_shared.clock import SystemClock
+from lms_shared.http import (
+    ProblemRenderer,
     ServiceClients,
-    SigningKey,
-    TokenSigner,
     jwks_router,
     optional_principal,
     require,
     token_router,
 )
-from lms_shared.clock import SystemClock
-from lms_shared.http import ProblemRenderer
 from lms_shared.http.problems import install_problem_handlers
 from lms_shared.testing import ManualClock
 

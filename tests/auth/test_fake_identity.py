@@ -7,9 +7,10 @@ from typing import Any
 
 import httpx
 
-from lms_shared import Service
-from lms_shared.auth import Principal, require
-from lms_shared.testing import FakeIdentity, service_client
+from lms_shared import Service, create_service, load_settings
+from lms_shared.auth import Principal
+from lms_shared.http import require
+from lms_shared.testing import FakeIdentity, ManualClock, service_client
 
 
 async def test_tokens_for_any_principal_across_services(
@@ -43,3 +44,25 @@ async def test_a_verifier_and_plain_principals(fake_identity: FakeIdentity) -> N
     assert ta.can("grade:write", course="c1")
     assert not ta.can("grade:write", course="c2")
     assert fake_identity.jwks()["keys"][0]["alg"] == "ES256"
+
+
+async def test_the_identity_follows_the_service_clock(
+    make_service: Callable[..., Service],
+) -> None:
+    clock = ManualClock()  # 2026-01-01, far from the system's today
+    service = create_service("courses", "1.0.0", settings=load_settings(), clock=clock)
+
+    @service.router.get("/me")
+    async def me(who: Principal = require()) -> dict[str, str]:
+        return {"subject": who.subject}
+
+    identity = FakeIdentity(ttl=60)
+    identity.install(service)
+    async with service_client(service) as client:
+        fresh = await client.get("/me", headers=identity.headers("ada"))
+        token = identity.headers("ada")
+        await clock.advance(61 + 30)  # past its lifetime and the verifier's leeway
+        expired = await client.get("/me", headers=token)
+    assert fresh.status_code == 200, fresh.text
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["detail"]

@@ -9,7 +9,8 @@ import pytest
 from fastapi import Request
 
 from lms_shared import Service
-from lms_shared.auth import AuthMiddleware, MemoryApiKeyStore, Principal, check, require
+from lms_shared.auth import MemoryApiKeyStore, Principal, check
+from lms_shared.http import AuthMiddleware, require
 from lms_shared.testing import FakeIdentity, ManualClock, service_client
 
 from .conftest import ISSUER

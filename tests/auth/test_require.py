@@ -10,7 +10,8 @@ import pytest
 from fastapi import FastAPI, Request
 
 from lms_shared import Service
-from lms_shared.auth import Principal, require
+from lms_shared.auth import Principal
+from lms_shared.http import require
 from lms_shared.testing import FakeIdentity, ManualClock, service_client
 
 from .conftest import ISSUER
@@ -173,14 +174,16 @@ async def test_an_app_without_an_authenticator_fails_loudly() -> None:
 async def test_a_service_without_token_settings_answers_503(
     make_service: Callable[..., Service],
 ) -> None:
-    service = make_service()
+    service = make_service(env="test")  # outside development nothing is trusted by default
 
     @service.router.get("/x")
     async def x(who: Principal = require()) -> None: ...
 
     response = await call(service, "GET", "/x", {"authorization": "Bearer a.b.c"})
     assert response.status_code == 503
-    assert response.json()["detail"] == "this service is not configured to accept bearer tokens"
+    assert response.json()["detail"] == (
+        "auth: not configured (set LMS_AUTH_JWKS_URL and LMS_AUTH_ISSUER, or LMS_AUTH_HS256_SECRET)"
+    )
 
 
 async def test_unreachable_keys_are_a_503_not_a_401(

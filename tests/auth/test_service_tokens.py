@@ -19,9 +19,9 @@ from lms_shared.auth import (
     SignerTokens,
     TokenSigner,
     TokenUnavailable,
-    require,
 )
 from lms_shared.clock import SystemClock
+from lms_shared.http import require
 from lms_shared.testing import ManualClock, service_client
 
 from .conftest import CLIENTS, ThreadServer

@@ -100,11 +100,23 @@ async def test_expiry_honours_the_leeway_to_the_second(
 ) -> None:
     check = verifier(signer, clock, leeway=30)
     token = signer.issue(ADA, audience="courses", ttl=60)
-    await clock.advance(60 + 30)
+    await clock.advance(60 + 30 - 1)
     assert (await check.verify(token)).subject == "ada"
+    await clock.advance(1)  # now == exp + leeway: RFC 7519 rejects on or after exp
+    with pytest.raises(InvalidToken, match="expired"):
+        await check.decode(token)
+
+
+async def test_exp_equal_to_now_is_refused_with_zero_leeway(
+    signer: TokenSigner, clock: ManualClock
+) -> None:
+    check = verifier(signer, clock, leeway=0)
+    token = signer.issue(ADA, audience="courses", ttl=60)
+    await clock.advance(59)
+    assert (await check.decode(token))["sub"] == "ada"
     await clock.advance(1)
     with pytest.raises(InvalidToken, match="expired"):
-        await check.verify(token)
+        await check.decode(token)
 
 
 async def test_a_token_from_a_clock_ahead_within_the_leeway_is_accepted(

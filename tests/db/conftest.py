@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -23,25 +22,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.db.db_models import Base
 
 from lms_shared.db import Database, DatabaseConfig
+from lms_shared.testing import ManualClock
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-
-
-class RecordingClock:
-    """A clock whose ``sleep`` records the delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -65,16 +48,16 @@ def database_metadata() -> MetaData:
 
 
 @pytest.fixture
-def clock() -> RecordingClock:
-    """A clock that records backoff sleeps instead of waiting."""
-    return RecordingClock()
+def clock() -> ManualClock:
+    """Today's time, whose backoff sleeps return at once and are recorded (``slept``)."""
+    return ManualClock(datetime.now(UTC), auto_advance=True)
 
 
 Live = Callable[..., Database]
 
 
 @pytest.fixture
-async def live(database_url: str, backend: str, clock: RecordingClock) -> AsyncIterator[Live]:
+async def live(database_url: str, backend: str, clock: ManualClock) -> AsyncIterator[Live]:
     """Make databases (sharing one store) that really commit; tables created.
 
     Keyword arguments override :class:`DatabaseConfig` fields.

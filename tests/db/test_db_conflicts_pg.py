@@ -9,10 +9,11 @@ from typing import TypeVar
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from tests.db.conftest import Live, RecordingClock
+from tests.db.conftest import Live
 from tests.db.db_models import Item
 
 from lms_shared.db import TransactionConflict
+from lms_shared.testing import ManualClock
 
 T = TypeVar("T")
 Work = Callable[[AsyncSession], Awaitable[T]]
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgre
 
 
 async def test_a_real_serialization_failure_is_retried_and_succeeds(
-    live: Live, clock: RecordingClock
+    live: Live, clock: ManualClock
 ) -> None:
     db = live(retry_attempts=3)
     both_read = asyncio.Barrier(2)
@@ -46,7 +47,7 @@ async def test_a_real_serialization_failure_is_retried_and_succeeds(
     # one of them hit SQLSTATE 40001 and ran again, seeing the other's row
     assert sorted(attempts.values()) == [1, 2]
     assert sorted(totals) == [0, 1]
-    assert len(clock.sleeps) == 1
+    assert len(clock.slept) == 1
     async with db.transaction(read_only=True) as tx:
         ranks = sorted(await tx.scalars(select(Item.rank)))
     assert ranks == [1, 2]  # serial outcome: the second saw the first
@@ -77,7 +78,7 @@ async def test_the_conflict_surfaces_typed_when_attempts_run_out(live: Live) -> 
     assert failures[0].attempts == 1
 
 
-async def test_a_real_deadlock_is_retried(live: Live, clock: RecordingClock) -> None:
+async def test_a_real_deadlock_is_retried(live: Live, clock: ManualClock) -> None:
     db = live()
     async with db.transaction() as tx:
         tx.add_all([Item(id=1, name="one"), Item(id=2, name="two")])

@@ -18,7 +18,12 @@ from typer.testing import CliRunner
 from lms_shared import create_service, load_settings
 from lms_shared.cli import app as cli
 from lms_shared.db import Database, DatabaseUnavailable, MigrationError, Migrations
-from lms_shared.testing import LifespanError, service_client
+from lms_shared.testing import LifespanError, capture_logs, rollback_database, service_client
+
+NOT_MIGRATED = (
+    "database: not at the migrations' head "
+    "(run `lms-shared db upgrade` or set LMS_DATABASE_MIGRATE_ON_START=true)"
+)
 
 FIRST = '''
 """create notes"""
@@ -333,10 +338,40 @@ async def test_not_ready_until_the_database_is_at_head(
     service = create_service("notes", "1.0.0", settings=settings)
     migrations = service.db.use_migrations(write_revisions(tmp_path / "migrations", backend))
     async with service_client(service) as client:
-        behind = await client.get("/health/ready")
+        with capture_logs() as logs:
+            behind = await client.get("/health/ready")
         assert behind.status_code == 503
-        output = behind.json()["checks"]["database"]["output"]
-        assert "MigrationError" in output
-        assert "lms-shared db upgrade" in output
+        assert behind.json()["checks"]["database"]["output"] == NOT_MIGRATED
+        (logged,) = logs.events("database not at the migrations' head")
+        assert (logged["current"], logged["heads"]) == ([], ["0002"])
         await migrations.upgrade(service.db.engine)
         assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_ready_on_the_rolled_back_per_test_database(
+    database_url: str, backend: str, tmp_path: Path
+) -> None:
+    folder = write_revisions(tmp_path / "migrations", backend)
+    settings = load_settings(database_url=database_url, database_migrate_on_start=True)
+    service = create_service("notes", "1.0.0", settings=settings)
+    migrations = service.db.use_migrations(folder)
+    async with rollback_database(service.db) as conn:  # migrated inside the test's transaction
+        async with service_client(service) as client:
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert await migrations.current(conn) == ["0002"]
+    await service.db.stop()
+
+    plain = create_service("notes", "1.0.0", settings=load_settings(database_url=database_url))
+    migrations = plain.db.use_migrations(folder)
+    async with rollback_database(plain.db) as conn, service_client(plain) as client:
+        behind = await client.get("/health/ready")  # says why at once, not "locked"
+        assert behind.status_code == 503
+        assert behind.json()["checks"]["database"]["output"] == NOT_MIGRATED
+        assert await migrations.upgrade(conn) == ["0001", "0002"]  # the test migrates
+        assert (await client.get("/health/ready")).status_code == 200
+    await plain.db.stop()
+
+    left = await tables(plain.db)  # everything was rolled back, the migrations too
+    await plain.db.stop()
+    assert not {"notes", "alembic_version_notes"} & left

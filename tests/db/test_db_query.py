@@ -14,7 +14,9 @@ from tests.db.db_models import Item
 
 from lms_shared import ProblemError, create_service, load_settings
 from lms_shared.db import Database, InvalidFilter, InvalidSort, ListQuery, QuerySpec
-from lms_shared.http import Page, PageParams, decode_cursor, encode_cursor, page_params
+from lms_shared.http import Page, page_params
+from lms_shared.http.query import list_query
+from lms_shared.models import PageParams, decode_cursor, encode_cursor
 from lms_shared.testing import service_client
 
 SPEC = QuerySpec(
@@ -228,7 +230,7 @@ async def api(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     @v1.get("/items")
     async def list_items(
         paging: Annotated[PageParams, Depends(page_params)],
-        query: Annotated[ListQuery[Item], Depends(SPEC.dependency)],
+        query: Annotated[ListQuery[Item], Depends(list_query(SPEC))],
     ) -> Page[dict[str, Any]]:
         async with database.transaction(read_only=True) as tx:
             rows, cursor = await query.page(tx, select(Item), paging)

@@ -16,7 +16,7 @@ from tests.db.db_models import Base, Item
 
 from lms_shared import SettingsError, create_service, load_settings
 from lms_shared.db import Database, DatabaseBusy, DatabaseConfig, DatabaseUnavailable
-from lms_shared.testing import LifespanError, rollback_database, service_client
+from lms_shared.testing import LifespanError, capture_logs, rollback_database, service_client
 
 
 def test_a_service_that_never_uses_the_database_has_none(tmp_path: Path) -> None:
@@ -37,9 +37,15 @@ async def test_the_default_database_is_sqlite_in_the_state_folder(tmp_path: Path
     assert not state.exists()  # nothing until start
     async with service_client(service) as client:
         assert (state / "courses.sqlite3").exists()
-        ready = (await client.get("/health/ready")).json()
-        assert ready["checks"]["database"]["status"] == "pass"
-        assert "sqlite at" in ready["checks"]["database"]["output"]
+        with capture_logs() as logs:
+            ready = (await client.get("/health/ready")).json()
+        assert ready["checks"]["database"] == {
+            "status": "pass",
+            "critical": True,
+            "duration_ms": ready["checks"]["database"]["duration_ms"],
+        }
+        (passed,) = logs.events("health check passed")  # the path is for the log only
+        assert passed["output"].startswith(f"sqlite at {state / 'courses.sqlite3'}")
         async with db.transaction(read_only=True) as tx:
             assert await tx.scalar(text("PRAGMA journal_mode")) == "wal"
             assert await tx.scalar(text("PRAGMA busy_timeout")) == 5000
@@ -106,11 +112,14 @@ async def test_without_fail_fast_it_starts_but_is_not_ready() -> None:
     service = create_service("orphan", "1.0.0", settings=settings)
     _ = service.db
     async with service_client(service) as client:
-        response = await client.get("/health/ready")
+        with capture_logs() as logs:
+            response = await client.get("/health/ready")
         assert response.status_code == 503
-        check = response.json()["checks"]["database"]
-        assert check["status"] == "fail"
-        assert "127.0.0.1:1" in check["output"]
+        assert response.json()["checks"]["database"]["status"] == "fail"
+        assert "127.0.0.1" not in response.text  # hosts are for the log
+        (failed,) = logs.events("health check failed")
+        assert "DatabaseUnavailable" in failed["error"]
+        assert "127.0.0.1:1" in failed["error"]
         with pytest.raises(DatabaseUnavailable) as caught:
             await service.db.ping()
         assert caught.value.host == "127.0.0.1:1"

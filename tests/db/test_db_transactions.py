@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
-from tests.db.conftest import Live, RecordingClock
+from tests.db.conftest import Live
 from tests.db.db_models import Course, Item
 
 from lms_shared.db import ConstraintViolation, Database, TransactionConflict
@@ -125,7 +125,7 @@ class _Deadlock(Exception):
 
 @pytest.mark.parametrize("cause", [_Busy, _Deadlock])
 async def test_retries_are_bounded_and_the_final_error_is_typed(
-    live: Live, clock: RecordingClock, cause: type[Exception]
+    live: Live, clock: ManualClock, cause: type[Exception]
 ) -> None:
     db = live(retry_attempts=4, retry_backoff=0.1)
     calls = 0
@@ -143,13 +143,13 @@ async def test_retries_are_bounded_and_the_final_error_is_typed(
     assert caught.value.attempts == 4
     assert caught.value.sqlstate in {"SQLITE_BUSY", "40P01"}
     assert caught.value.status == 409
-    assert len(clock.sleeps) == 3  # between attempts, not after the last one
-    for attempt, delay in enumerate(clock.sleeps, start=1):
+    assert len(clock.slept) == 3  # between attempts, not after the last one
+    for attempt, delay in enumerate(clock.slept, start=1):
         assert 0.05 * 2 ** (attempt - 1) <= delay <= 0.1 * 2 ** (attempt - 1)
     assert await count(db) == 0  # every attempt was rolled back
 
 
-async def test_a_conflict_is_retried_until_it_succeeds(live: Live, clock: RecordingClock) -> None:
+async def test_a_conflict_is_retried_until_it_succeeds(live: Live, clock: ManualClock) -> None:
     db = live()
     calls = 0
 

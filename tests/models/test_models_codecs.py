@@ -14,19 +14,16 @@ from tests.models.model_strategies import strategy_for
 import lms_shared.testing
 from lms_shared.errors import ProblemError
 from lms_shared.models import (
-    CODECS,
     JSON,
     MSGPACK,
     Codec,
     Course,
-    JsonCodec,
     MalformedPayload,
     ModelValidationError,
-    MsgpackCodec,
     UserCreate,
-    codec_for,
     shared_schemas,
 )
+from lms_shared.models.codecs import CODECS, JsonCodec, MsgpackCodec, codec_for
 from lms_shared.testing import CourseFactory, LmsFactory
 
 MODELS = [entry.model for entry in shared_schemas()]

@@ -15,8 +15,6 @@ from pydantic import BaseModel, Field
 from lms_shared import Service
 from lms_shared.models import (
     ENROLLMENT_TRANSITIONS,
-    PERSONAL_KEYS,
-    REDACTED,
     AssignmentCreate,
     CourseCreate,
     CourseUpdate,
@@ -29,22 +27,26 @@ from lms_shared.models import (
     LessonCreate,
     LmsRecord,
     ModelValidationError,
-    Personal,
     Role,
     Submission,
     User,
     UserCreate,
     UserUpdate,
     check_transition,
-    for_operators,
-    is_personal,
-    personal_fields,
-    redact,
     shared_schemas,
     transition,
     validate,
 )
 from lms_shared.observability import configure_logging, get_logger
+from lms_shared.redaction import (
+    MASK,
+    PII_KEYS,
+    Personal,
+    for_operators,
+    is_personal,
+    personal_fields,
+    redact,
+)
 from lms_shared.testing import EnrollmentFactory, UserFactory, service_client
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
@@ -118,7 +120,7 @@ def test_score_may_not_exceed_max_score() -> None:
 def test_a_video_lesson_needs_a_video_url() -> None:
     with pytest.raises(ModelValidationError) as caught:
         validate(LessonCreate, {"title": "Intro", "kind": "video"})
-    assert pointers(caught.value) == [("#/", "video_url_missing")]
+    assert pointers(caught.value) == [("#", "video_url_missing")]
     LessonCreate(title="Intro", kind="video", video_url="https://v.example.org/1.mp4")  # type: ignore[arg-type]
 
 
@@ -190,7 +192,7 @@ def test_completed_at_matches_the_status() -> None:
     data = EnrollmentFactory.build(status=S.ACTIVE).model_dump(mode="json")
     with pytest.raises(ModelValidationError) as caught:
         validate(Enrollment, {**data, "completed_at": "2026-03-01T00:00:00Z"})
-    assert pointers(caught.value) == [("#/", "completion_mismatch")]
+    assert pointers(caught.value) == [("#", "completion_mismatch")]
 
 
 # --- privacy ---------------------------------------------------------------------
@@ -211,7 +213,7 @@ def test_personal_fields_are_marked_in_the_schema() -> None:
 def test_for_operators_redacts_personal_values_only() -> None:
     user = UserFactory.build(date_of_birth=None)
     shown = for_operators(user)
-    assert shown["email"] == shown["given_name"] == shown["family_name"] == REDACTED
+    assert shown["email"] == shown["given_name"] == shown["family_name"] == MASK
     assert shown["date_of_birth"] is None
     assert shown["id"] == str(user.id)
     assert shown["roles"] == [r.value for r in user.roles]
@@ -235,9 +237,9 @@ def test_markers_work_through_json_schema_extra_and_nesting() -> None:
         meta={"email": "x@example.org", "note": "fine", "nested": {"last_name": "L"}},
     )
     assert for_operators(holder) == {
-        "contacts": [{"phone": REDACTED, "city": "London"}],
-        "owner": REDACTED,
-        "meta": {"email": REDACTED, "note": "fine", "nested": {"last_name": REDACTED}},
+        "contacts": [{"phone": MASK, "city": "London"}],
+        "owner": MASK,
+        "meta": {"email": MASK, "note": "fine", "nested": {"last_name": MASK}},
     }
 
 
@@ -245,13 +247,13 @@ def test_redact_handles_plain_data() -> None:
     grade = Grade.model_validate(Grade.model_json_schema()["examples"][0])
     data = {"grades": [grade], "password": "hunter2", "count": 3, "at": NOW, "tags": ("a",)}
     shown = redact(data)
-    assert shown["grades"][0]["score"] == REDACTED
+    assert shown["grades"][0]["score"] == MASK
     assert shown["grades"][0]["max_score"] == 50.0
-    assert shown["password"] == REDACTED
+    assert shown["password"] == MASK
     assert shown["count"] == 3
     assert shown["at"] == "2026-03-01T09:30:00Z"
     assert shown["tags"] == ["a"]
-    assert "email" in PERSONAL_KEYS
+    assert "email" in PII_KEYS
 
 
 def test_logging_a_user_never_writes_the_email() -> None:
@@ -265,10 +267,10 @@ def test_logging_a_user_never_writes_the_email() -> None:
     assert "ada.lovelace" not in text
     assert "Ada" not in text
     first, second = (json.loads(line) for line in text.splitlines())
-    assert first["user"]["email"] == first["email"] == REDACTED
+    assert first["user"]["email"] == first["email"] == MASK
     assert first["user"]["id"] == str(user.id)
-    assert first["changes"] == {"given_name": REDACTED}
-    assert second["users"][0]["family_name"] == REDACTED
+    assert first["changes"] == {"given_name": MASK}
+    assert second["users"][0]["family_name"] == MASK
 
 
 def test_exceptions_still_render_with_redaction() -> None:
@@ -280,7 +282,7 @@ def test_exceptions_still_render_with_redaction() -> None:
         get_logger().exception("lookup failed", email="a@example.org")
     line = json.loads(stream.getvalue())
     assert "KeyError: 'course-9'" in line["exception"]
-    assert line["email"] == REDACTED
+    assert line["email"] == MASK
 
 
 # --- OpenAPI ---------------------------------------------------------------------

@@ -17,6 +17,16 @@ import pytest
 from fastapi import Depends, Request, Response
 
 from lms_shared import NotFound, Service
+from lms_shared.http import (
+    FieldSet,
+    Idempotency,
+    IdempotentRequest,
+    IfMatch,
+    MergePatch,
+    Precondition,
+    SparseFields,
+    set_etag,
+)
 from lms_shared.models import (
     MERGE_PATCH_CONTENT_TYPE,
     Assignment,
@@ -27,21 +37,13 @@ from lms_shared.models import (
     Enrollment,
     EnrollmentStatus,
     EnrollmentUpdate,
-    FieldSet,
-    Idempotency,
-    IdempotentRequest,
-    IfMatch,
     MemoryIdempotencyStore,
-    MergePatch,
-    Precondition,
-    SparseFields,
     UserCreate,
     apply_merge_patch,
-    codec_for,
-    set_etag,
     transition,
     validate,
 )
+from lms_shared.models.codecs import codec_for
 from lms_shared.testing import EnrollmentFactory, ManualClock, service_client
 
 BASE = "https://lms.example.org/problems/"

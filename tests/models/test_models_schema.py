@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from lms_shared.cli import app
 from lms_shared.models import (
-    JSON_SCHEMA_DIALECT,
     Course,
     LmsModel,
     LmsRecord,
@@ -22,10 +21,10 @@ from lms_shared.models import (
     SchemaVersionError,
     Title,
     compare_exports,
-    compare_schemas,
-    read_export,
     shared_schemas,
 )
+from lms_shared.models.compat import compare_schemas, read_export
+from lms_shared.models.registry import JSON_SCHEMA_DIALECT
 
 runner = CliRunner()
 

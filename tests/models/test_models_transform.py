@@ -13,14 +13,15 @@ from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from lms_shared.http import FieldSet, SparseFields
 from lms_shared.models import (
     Course,
     CourseUpdate,
-    FieldSet,
+    LmsModel,
+    LmsRecord,
     MalformedPatch,
     ModelValidationError,
     Module,
-    SparseFields,
     UnknownFields,
     User,
     UserUpdate,
@@ -32,6 +33,7 @@ from lms_shared.models import (
     parse_merge_patch,
     to_values,
 )
+from lms_shared.security import CleanLine, SafeHtml
 from lms_shared.testing import CourseFactory, UserFactory
 
 NAIVE = datetime(2026, 3, 1, 9, 30)
@@ -296,3 +298,29 @@ def test_sparse_fields_select_and_refuse_unknown_names() -> None:
 def test_sparse_fields_check_their_allowlist() -> None:
     with pytest.raises(ValueError, match="no field"):
         SparseFields(Module, allowed={"nope"})
+
+
+class _Note(LmsRecord, schema_name="test.note"):
+    id: int
+    body: str
+    title: str
+    version: int = 1
+
+
+class _NoteUpdate(LmsModel):
+    body: SafeHtml | None = None
+    title: CleanLine | None = None
+
+
+def test_patch_stores_what_the_update_model_produced_not_the_raw_document() -> None:
+    note = _Note(id=1, body="<p>hi</p>", title="Hello")
+    patched = apply_merge_patch(
+        note,
+        {"body": '<p>ok</p><script>alert("x")</script>', "title": "  spaced\u200b  "},
+        _NoteUpdate,
+    )
+    assert "<script>" not in patched.body
+    assert patched.body.startswith("<p>ok</p>")
+    assert patched.title == "spaced"
+    untouched = apply_merge_patch(note, b'{"title": "New"}', _NoteUpdate)
+    assert (untouched.body, untouched.title) == ("<p>hi</p>", "New")

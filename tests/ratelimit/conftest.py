@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from lms_shared.ratelimit import MemoryStorage, RateLimitStorage, storage_from_url
+from lms_shared.testing import server_missing
 
 REDIS_URL = os.environ.get("LMS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -33,11 +34,8 @@ def redis_available() -> str | None:
 def require_redis() -> None:
     """Skip the test without Redis, or fail it under ``CI=true``."""
     reason = redis_available()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must run the Redis tests")
-    pytest.skip(reason)
+    if reason is not None:
+        server_missing(reason)
 
 
 def unique_prefix() -> str:

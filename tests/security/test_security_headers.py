@@ -9,13 +9,8 @@ import pytest
 from starlette.responses import JSONResponse
 
 from lms_shared import Service, SettingsError, create_service, load_settings
-from lms_shared.security import (
-    API_CSP,
-    DOCS_CSP,
-    CorsPolicy,
-    SecurityHeadersMiddleware,
-    TrustedProxies,
-)
+from lms_shared.http import CorsPolicy, SecurityHeadersMiddleware, TrustedProxies
+from lms_shared.http.security_headers import API_CSP, DOCS_CSP
 from lms_shared.testing import service_client
 
 
@@ -56,6 +51,9 @@ async def test_owasp_headers_on_every_response() -> None:
         assert headers["cross-origin-embedder-policy"] == "require-corp"
         assert headers["permissions-policy"].startswith("accelerometer=(), autoplay=()")
         assert headers["x-permitted-cross-domain-policies"] == "none"
+        assert headers["x-dns-prefetch-control"] == "off"
+        policy = headers["permissions-policy"].split(", ")
+        assert {"interest-cohort=()", "unload=()", "camera=()", "sync-xhr=(self)"} <= set(policy)
         assert headers["cache-control"] == "no-store, max-age=0"
         assert "strict-transport-security" not in headers  # plain http
     assert missing.status_code == 404
@@ -66,7 +64,7 @@ async def test_hsts_only_over_tls() -> None:
     transport = httpx.ASGITransport(app=service.app)
     async with httpx.AsyncClient(transport=transport, base_url="https://courses.test") as client:
         response = await client.get("/v1/courses")
-    assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    assert response.headers["strict-transport-security"] == "max-age=63072000; includeSubDomains"
 
 
 async def test_forwarded_proto_is_believed_only_from_trusted_proxies() -> None:

@@ -10,11 +10,11 @@ import structlog
 from pydantic import BaseModel
 
 from lms_shared import Service, SettingsError, create_service, load_settings
+from lms_shared.redaction import Redactor
 from lms_shared.security import (
     InsecureSettingsError,
     PasswordHasher,
     PasswordHashError,
-    Redactor,
     check_production_settings,
     insecure_settings,
     new_key_spec,
@@ -107,7 +107,10 @@ def test_production_refuses_missing_default_and_weak_secrets() -> None:
         "LMS_ENCRYPTION_KEYS",
         "LMS_DATABASE_URL",
         "LMS_TRUSTED_PROXIES",
+        "LMS_RATELIMIT_URL",
+        "LMS_ALLOWED_HOSTS",
     }
+    assert "in-memory rate limits" in problems["LMS_RATELIMIT_URL"]
     assert problems["LMS_SECRET_KEY"] == "is required in production but not set"
     assert problems["LMS_DATABASE_URL"] == "has a default password"
     message = str(caught.value)
@@ -122,13 +125,20 @@ def test_production_starts_with_strong_secrets() -> None:
         secret_key=STRONG,
         encryption_keys=new_key_spec("2026-01"),
         database_url="postgresql://lms:Vq3-k9Zt-Lm2x-Pw8@db/lms",
+        ratelimit_url="redis://ratelimit.internal:6379/0",
+        allowed_hosts=["courses.example.org"],
     )
     create_service("courses", "1.0.0", settings=settings)
     assert insecure_settings(settings) == []
 
 
 def test_weak_secret_key_is_named_without_its_value() -> None:
-    settings = load_settings(env="production", secret_key="changeme")
+    settings = load_settings(
+        env="production",
+        secret_key="changeme",
+        ratelimit_url="redis://ratelimit.internal/0",
+        allowed_hosts=["*.example.org"],
+    )
     with pytest.raises(InsecureSettingsError) as caught:
         check_production_settings(settings)
     assert caught.value.problems == [("LMS_SECRET_KEY", "is a well-known default or placeholder")]
@@ -137,8 +147,10 @@ def test_weak_secret_key_is_named_without_its_value() -> None:
 
 def test_other_environments_are_not_blocked() -> None:
     create_service("courses", "1.0.0", settings=load_settings(env="development"))
-    assert insecure_settings(load_settings()) == [
-        ("LMS_SECRET_KEY", "is required in production but not set")
+    assert [variable for variable, _ in insecure_settings(load_settings())] == [
+        "LMS_SECRET_KEY",
+        "LMS_RATELIMIT_URL",
+        "LMS_ALLOWED_HOSTS",
     ]
 
 

@@ -8,13 +8,8 @@ import socket
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from lms_shared.security import (
-    PublicUrl,
-    SystemResolver,
-    UnsafeURLError,
-    UrlGuard,
-    parse_ipv4_host,
-)
+from lms_shared.security import PublicUrl, UnsafeURLError, UrlGuard
+from lms_shared.security.urls import SystemResolver, parse_ipv4_host
 
 
 class FakeDNS:

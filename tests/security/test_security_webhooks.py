@@ -10,7 +10,7 @@ import pytest
 from fastapi import Request
 
 from lms_shared import Service
-from lms_shared.security import (
+from lms_shared.security.webhooks import (
     MemoryReplayCache,
     WebhookReplayError,
     WebhookSignatureError,
@@ -22,11 +22,6 @@ from lms_shared.testing import ManualClock, service_client
 
 SECRET = new_webhook_secret()
 BODY = json.dumps({"type": "lms.grade.published", "grade_id": 7}).encode()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

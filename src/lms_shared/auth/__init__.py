@@ -1,6 +1,10 @@
 """Authentication and authorisation: tokens, principals, permissions, API keys.
 
-* :func:`require` -- the FastAPI dependency of protected routes::
+The core, with no HTTP: the FastAPI glue (``require``, ``optional_principal``,
+the authentication middleware, the JWKS and token routes) is in
+:mod:`lms_shared.http`::
+
+      from lms_shared.http import require
 
       @v1.post("/courses", status_code=201)
       async def publish(body: CourseIn, who: Principal = require("course:publish")) -> Course: ...
@@ -9,7 +13,7 @@
   what they may do, in routes, event handlers and plain code;
 * :class:`TokenVerifier` (RFC 8725) with :class:`JwksKeys` or
   :class:`StaticKeys`; :class:`TokenSigner` and :class:`SigningKey` to issue
-  tokens and publish a JWKS (``jwks_router``, ``token_router``);
+  tokens and publish a JWKS;
 * :class:`ApiKeys` over an :class:`ApiKeyStore` (:class:`MemoryApiKeyStore`,
   :class:`DatabaseApiKeyStore`);
 * :class:`ClientCredentials` and :class:`ServiceTokenAuth` -- service tokens
@@ -30,9 +34,10 @@ from lms_shared.auth._apikeys import (
     hash_api_key,
 )
 from lms_shared.auth._authenticator import Authenticator
-from lms_shared.auth._dependency import install_auth, optional_principal, require
 from lms_shared.auth._errors import (
+    PROBLEMS,
     AuthenticationFailed,
+    FetchFailed,
     InvalidApiKey,
     InvalidCredentials,
     InvalidToken,
@@ -40,13 +45,11 @@ from lms_shared.auth._errors import (
     PermissionDenied,
     TokenUnavailable,
 )
-from lms_shared.auth._grant import ServiceClients, jwks_router, token_router
 from lms_shared.auth._jwks import JwksKeys, KeySource, StaticKeys
 from lms_shared.auth._jwt import DEFAULT_ALGORITHMS, TokenVerifier, VerifierConfig
 from lms_shared.auth._keys import VerificationKey, hs256_key, key_from_jwk
-from lms_shared.auth._middleware import AuthMiddleware
 from lms_shared.auth._principal import DEFAULT_POLICY, Principal, PrincipalKind
-from lms_shared.auth._rbac import DEFAULT_ROLES, Policy, can, check
+from lms_shared.auth._rbac import DEFAULT_ROLES, PermissionGrant, Policy, can, check
 from lms_shared.auth._s2s import ClientCredentials, ServiceTokenAuth, SignerTokens, TokenSource
 from lms_shared.auth._service import Auth, AuthConfig
 from lms_shared.auth._signer import SigningAlgorithm, SigningKey, TokenSigner
@@ -59,16 +62,17 @@ __all__ = [
     "DEFAULT_ALGORITHMS",
     "DEFAULT_POLICY",
     "DEFAULT_ROLES",
+    "PROBLEMS",
     "ApiKey",
     "ApiKeyStore",
     "ApiKeys",
     "Auth",
     "AuthConfig",
-    "AuthMiddleware",
     "AuthenticationFailed",
     "Authenticator",
     "ClientCredentials",
     "DatabaseApiKeyStore",
+    "FetchFailed",
     "InvalidApiKey",
     "InvalidCredentials",
     "InvalidToken",
@@ -78,10 +82,10 @@ __all__ = [
     "KeysUnavailable",
     "MemoryApiKeyStore",
     "PermissionDenied",
+    "PermissionGrant",
     "Policy",
     "Principal",
     "PrincipalKind",
-    "ServiceClients",
     "ServiceTokenAuth",
     "SignerTokens",
     "SigningAlgorithm",
@@ -97,12 +101,7 @@ __all__ = [
     "check",
     "hash_api_key",
     "hs256_key",
-    "install_auth",
-    "jwks_router",
     "key_from_jwk",
-    "optional_principal",
-    "require",
-    "token_router",
 ]
 
 _DATABASE = frozenset({"API_KEY_METADATA", "DatabaseApiKeyStore"})

@@ -32,8 +32,10 @@ from typing import Protocol
 from lms_shared.auth._errors import InvalidApiKey
 from lms_shared.auth._principal import DEFAULT_POLICY, Principal
 from lms_shared.auth._rbac import Policy, permission_pattern
+from lms_shared.caching import BoundedCache
 from lms_shared.clock import Clock
 from lms_shared.errors import Conflict, NotFound
+from lms_shared.models import ModelValidationError
 
 __all__ = ["ApiKey", "ApiKeyStore", "ApiKeys", "IssuedApiKey", "MemoryApiKeyStore", "hash_api_key"]
 
@@ -166,6 +168,9 @@ class ApiKeys:
         cache_ttl: seconds a checked record is reused without the store.
         touch_interval: least seconds between two ``last_used_at`` writes.
         cache_size: records kept in the cache.
+
+    Raises:
+        ValueError: a malformed prefix, or a negative ``cache_ttl`` or ``cache_size``.
     """
 
     def __init__(
@@ -188,7 +193,9 @@ class ApiKeys:
         self.cache_ttl = cache_ttl
         self.touch_interval = touch_interval
         self.cache_size = cache_size
-        self._cache: dict[str, tuple[float, ApiKey, Principal]] = {}
+        self._cache: BoundedCache[str, tuple[ApiKey, Principal]] = BoundedCache(
+            cache_size, ttl=cache_ttl, clock=clock
+        )
 
     async def create(
         self,
@@ -203,11 +210,13 @@ class ApiKeys:
         """Make a key; the returned ``secret`` is the only time it is seen.
 
         Raises:
-            ValueError: an empty name or owner, or a malformed scope.
+            ValueError: an empty name or owner.
+            ModelValidationError: a malformed scope (422, one entry per scope,
+                pointing at ``#/scopes/<index>``).
         """
         if not name or not owner:
             raise ValueError("an API key needs a name and an owner")
-        scope_set = None if scopes is None else frozenset(permission_pattern(s) for s in scopes)
+        scope_set = None if scopes is None else frozenset(_scopes(scopes))
         now = self.clock.now()
         key_id = secrets.token_hex(8)
         secret = f"{self.prefix}_{key_id}_{secrets.token_urlsafe(32)}"
@@ -236,18 +245,15 @@ class ApiKeys:
             raise InvalidApiKey("the API key is malformed")
         key_id = match[2]
         digest = hash_api_key(presented)
-        mono = self.clock.monotonic()
         cached = self._cache.get(key_id)
-        if cached is not None and mono - cached[0] < self.cache_ttl:
-            _, record, principal = cached
+        if cached is not None:
+            record, principal = cached
         else:
             found = await self.store.get(key_id)
             if found is None:
                 raise InvalidApiKey("the API key is not valid")
             record, principal = found, self._principal(found)
-            if len(self._cache) >= self.cache_size:
-                self._cache.pop(next(iter(self._cache)), None)
-            self._cache[key_id] = (mono, record, principal)
+            self._cache.set(key_id, (record, principal))
         if not hmac.compare_digest(record.hash, digest):
             raise InvalidApiKey("the API key is not valid")
         now = self.clock.now()
@@ -259,7 +265,7 @@ class ApiKeys:
         if last is None or (now - last).total_seconds() >= self.touch_interval:
             await self.store.touch(key_id, now)
             record = replace(record, last_used_at=now)
-            self._cache[key_id] = (mono, record, principal)
+            self._cache.set(key_id, (record, principal))
         return principal
 
     def _principal(self, record: ApiKey) -> Principal:
@@ -309,7 +315,7 @@ class ApiKeys:
         if old.expires_at is not None and old.expires_at < ends:
             ends = old.expires_at
         await self.store.update(replace(old, expires_at=ends, replaced_by=new.key.id))
-        self._cache.pop(key_id, None)
+        self._cache.pop(key_id)
         return new
 
     async def revoke(self, key_id: str) -> ApiKey:
@@ -322,7 +328,7 @@ class ApiKeys:
         if record.revoked_at is None:
             record = replace(record, revoked_at=self.clock.now())
             await self.store.update(record)
-        self._cache.pop(key_id, None)
+        self._cache.pop(key_id)
         return record
 
     async def list(
@@ -334,3 +340,22 @@ class ApiKeys:
             return keys
         now = self.clock.now()
         return [k for k in keys if k.active(now)]
+
+
+def _scopes(scopes: Iterable[str]) -> list[str]:
+    """The scopes as permission patterns; every malformed one named (422)."""
+    checked: list[str] = []
+    problems: list[dict[str, str]] = []
+    for index, scope in enumerate(scopes):
+        try:
+            checked.append(permission_pattern(scope))
+        except ValueError as exc:
+            problems.append(
+                {"pointer": f"#/scopes/{index}", "detail": str(exc), "type": "value_error"}
+            )
+    if problems:
+        detail = "; ".join(
+            f"scope {p['pointer'].rsplit('/', 1)[1]}: {p['detail']}" for p in problems
+        )
+        raise ModelValidationError(problems, detail=detail)
+    return checked

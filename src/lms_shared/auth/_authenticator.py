@@ -28,7 +28,12 @@ from lms_shared.auth._jwt import TokenVerifier
 from lms_shared.auth._principal import Principal
 from lms_shared.errors import ProblemError, ServiceUnavailable
 
-__all__ = ["Authenticator"]
+NOT_CONFIGURED = (
+    "auth: not configured (set LMS_AUTH_JWKS_URL and LMS_AUTH_ISSUER, or LMS_AUTH_HS256_SECRET)"
+)
+"""Why a service with no token verifier answers 503 and is not ready."""
+
+__all__ = ["NOT_CONFIGURED", "Authenticator"]
 
 _AUTHORIZATION = b"authorization"
 _API_KEY = b"x-api-key"
@@ -85,6 +90,8 @@ class Authenticator:
             InvalidCredentials: ambiguous or malformed credentials (400).
             ServiceUnavailable: the credentials cannot be checked now (503).
         """
+        if self.verifier is None and self.api_keys is None:
+            raise ServiceUnavailable(NOT_CONFIGURED)  # nothing could ever authenticate
         authorization: bytes | None = None
         api_key: bytes | None = None
         for name, value in headers:
@@ -121,7 +128,7 @@ class Authenticator:
         scheme = scheme.lower()
         if scheme == "bearer":
             if self.verifier is None:
-                raise ServiceUnavailable("this service is not configured to accept bearer tokens")
+                raise ServiceUnavailable(NOT_CONFIGURED)
             return await self.verifier.verify(credentials)
         if scheme == "apikey":
             return await self._api_key(credentials.encode("ascii"))

@@ -33,11 +33,13 @@ from types import MappingProxyType
 from typing import Any
 
 from lms_shared.auth._errors import InvalidToken
+from lms_shared.caching import BoundedCache
+from lms_shared.jsonlimits import DEFAULT_MAX_DEPTH, scan_depth
 
 __all__ = ["Compact", "Header", "parse_claims", "parse_compact", "parse_header", "strict_json"]
 
 MAX_HEADER_CHARS = 1400  # base64url of 1 KiB of JSON
-MAX_CACHED_HEADERS = 64
+MAX_CACHED_HEADERS = 64  # the bound of the verifier's cache of header segments
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _KID = re.compile(r"[A-Za-z0-9._:=+\-]{1,128}")
 _FORBIDDEN = ("jku", "x5u", "jwk", "x5c", "crit", "b64", "cty")
@@ -82,12 +84,14 @@ _UNUSED_BITS = {ch: i for i, ch in enumerate(_ALPHABET)}
 _PADDING = (b"", b"", b"==", b"=")
 
 
-def strict_json(raw: bytes) -> Any:
+def strict_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Decode UTF-8 JSON, refusing duplicate object members, NaN and Infinity.
 
     Raises:
-        ValueError: the bytes are not such JSON.
+        ValueError: the bytes are not such JSON, or nest deeper than
+            ``max_depth`` (checked before decoding: the decoder recurses).
     """
+    scan_depth(raw, max_depth)
     text = raw.decode("utf-8")  # json.loads would also guess UTF-16/32 from bytes
     return _DECODER.decode(text)
 
@@ -161,7 +165,7 @@ def parse_compact(
     algorithms: Collection[str],
     max_bytes: int,
     typ: str | None = None,
-    headers: dict[str, Header] | None = None,
+    headers: BoundedCache[str, Header] | None = None,
 ) -> Compact:
     """Split and check a compact JWS, decoding only the header and signature.
 
@@ -194,9 +198,7 @@ def parse_compact(
     if parsed is None:
         parsed = parse_header(head, algorithms=algorithms, typ=typ)
         if headers is not None:
-            if len(headers) >= MAX_CACHED_HEADERS:
-                headers.pop(next(iter(headers)), None)
-            headers[head] = parsed
+            headers.set(head, parsed)
     alg, kid, header = parsed
     signature = b64url_decode(sig, "signature")
     return Compact(alg, kid, header, f"{head}.{payload}".encode("ascii"), payload, signature)

@@ -21,10 +21,12 @@ the ``WWW-Authenticate`` challenge of RFC 6750 section 3.
 from __future__ import annotations
 
 from lms_shared import errors
-from lms_shared.errors import ProblemError, ServiceUnavailable
+from lms_shared.errors import ErrorCode, LmsError, ProblemError, ServiceUnavailable
 
 __all__ = [
+    "PROBLEMS",
     "AuthenticationFailed",
+    "FetchFailed",
     "InvalidApiKey",
     "InvalidCredentials",
     "InvalidToken",
@@ -34,11 +36,18 @@ __all__ = [
     "challenge",
 ]
 
-INVALID_TOKEN = errors.error_code("invalid-token", 401, "Invalid credentials")
-INSUFFICIENT_PERMISSION = errors.error_code("insufficient-permission", 403, "Permission denied")
-INVALID_AUTH_REQUEST = errors.error_code(
+INVALID_TOKEN = errors.ErrorCode("invalid-token", 401, "Invalid credentials")
+INSUFFICIENT_PERMISSION = errors.ErrorCode("insufficient-permission", 403, "Permission denied")
+INVALID_AUTH_REQUEST = errors.ErrorCode(
     "invalid-authorization", 400, "Malformed authorization request"
 )
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    INVALID_TOKEN,
+    INSUFFICIENT_PERMISSION,
+    INVALID_AUTH_REQUEST,
+)
+"""The problem codes of this module, for the service's catalogue."""
 
 
 class AuthenticationFailed(ProblemError):
@@ -130,3 +139,11 @@ def _quoted(text: str) -> str:
 
 class TokenUnavailable(ServiceUnavailable):
     """503: a service token for an outgoing call could not be obtained."""
+
+
+class FetchFailed(LmsError):
+    """The JWKS document could not be fetched or held no usable key.
+
+    Internal to the key cache, which turns it into :class:`KeysUnavailable`
+    for callers; exported so custom key sources can raise it too.
+    """

@@ -23,6 +23,7 @@ from typing import Protocol
 import httpx
 
 from lms_shared.auth._compact import strict_json
+from lms_shared.auth._errors import FetchFailed
 from lms_shared.auth._keys import VerificationKey, key_from_jwk
 from lms_shared.clock import Clock
 from lms_shared.observability import get_logger
@@ -83,10 +84,6 @@ class StaticKeys:
         return self.find(kid)
 
 
-class FetchFailed(Exception):
-    """The JWKS document could not be fetched or used."""
-
-
 class JwksKeys:
     """Keys of a JWKS URL: fetched at start-up, refreshed, refetched on unknown kid.
 
@@ -133,8 +130,8 @@ class JwksKeys:
         self._keys: dict[str, VerificationKey] = {}
         self._last_attempt: float | None = None
         self._last_success: float | None = None
-        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[None] | None = None
         self._listeners: list[OnChange] = []
         self.log = get_logger("lms.auth.jwks", url=url)
 
@@ -166,6 +163,12 @@ class JwksKeys:
 
     async def stop(self) -> None:
         """Stop refreshing and close the HTTP client."""
+        if self._inflight is not None:
+            self._inflight.cancel()
+            # a failed fetch was logged when it failed
+            with contextlib.suppress(asyncio.CancelledError, FetchFailed):
+                await self._inflight
+            self._inflight = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,16 +194,48 @@ class JwksKeys:
         return None if kid is None else self._keys.get(kid)
 
     async def refresh_for(self, kid: str | None) -> VerificationKey | None:
-        """Refetch for an unknown ``kid``, unless a fetch happened too recently."""
+        """Refetch for an unknown ``kid``, unless a fetch happened too recently.
+
+        One fetch at a time: concurrent callers share the fetch in flight
+        instead of each starting their own after it. While no key is loaded
+        at all (identity down or slow), callers never wait: the fetch runs
+        in the background and they get ``None`` at once (the verifier then
+        answers 503 with ``Retry-After``).
+        """
         if kid is None:
             return None
-        async with self._lock:
-            key = self._keys.get(kid)
-            if key is not None or not self._may_refetch():
-                return key
-            with contextlib.suppress(FetchFailed):
-                await self._fetch()
-            return self._keys.get(kid)
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        flight = self._inflight
+        if flight is None or flight.done():
+            if not self._may_refetch():
+                return None
+            flight = self._flight()
+        if not self._keys:
+            return None  # fail fast: nothing to verify with until the fetch lands
+        with contextlib.suppress(FetchFailed):
+            await asyncio.shield(flight)
+        return self._keys.get(kid)
+
+    def _flight(self) -> asyncio.Task[None]:
+        """The fetch in flight, or a new one: every caller shares it."""
+        flight = self._inflight
+        if flight is None or flight.done():
+            flight = self._inflight = asyncio.create_task(
+                self._fetch_once(), name="lms-auth-jwks-fetch"
+            )
+            # a failure nobody awaits is still retrieved (and logged by _fetch)
+            flight.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return flight
+
+    async def _fetch_once(self) -> None:
+        try:
+            await self._fetch()
+        finally:
+            # the refetch interval counts from the end of a fetch, so a slow
+            # failing one is not followed at once by another
+            self._last_attempt = self.clock.monotonic()
 
     def _may_refetch(self) -> bool:
         last = self._last_attempt
@@ -211,11 +246,12 @@ class JwksKeys:
     async def refresh(self) -> None:
         """Fetch the document now.
 
+        Joins the fetch in flight when there is one (one fetch at a time).
+
         Raises:
             FetchFailed: it could not be fetched or held no usable key.
         """
-        async with self._lock:
-            await self._fetch()
+        await asyncio.shield(self._flight())
 
     async def _run(self) -> None:
         failures = 0

@@ -22,26 +22,36 @@ unknown), the signature with the key's own algorithm, then the payload
 JSON and the claims: required claims, ``exp``/``nbf``/``iat`` with
 leeway, ``iss`` exactly, ``aud`` containing this service.
 
-Verified tokens are cached (bounded, first-in first-out) until their
-``exp`` plus leeway, keyed by the exact token string; a cache hit costs a
-dict lookup and a monotonic clock read (the deadline is converted once,
-at verification). Entries signed by a key that disappears from the JWKS
-are dropped at once.
+Verified tokens are cached in a :class:`~lms_shared.caching.BoundedCache`
+(bounded, first-in first-out) until their ``exp`` plus leeway, keyed by
+the exact token string; a cache hit is one call, ``BoundedCache.get``: a
+dict lookup and a monotonic clock read (the deadline is converted once, at
+verification). Entries signed by a key that disappears from the JWKS are
+dropped at once (their ``kid`` is read back from the token's header
+segment, so a cached entry holds only the principal).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lms_shared.auth._compact import Compact, Header, parse_claims, parse_compact
+from lms_shared.auth._compact import (
+    MAX_CACHED_HEADERS,
+    Compact,
+    Header,
+    parse_claims,
+    parse_compact,
+    parse_header,
+)
 from lms_shared.auth._errors import InvalidToken, KeysUnavailable
 from lms_shared.auth._jwks import KeySource
 from lms_shared.auth._keys import ASYMMETRIC_ALGORITHMS, VerificationKey
 from lms_shared.auth._principal import DEFAULT_POLICY, Principal, principal_from_claims
 from lms_shared.auth._rbac import Policy
+from lms_shared.caching import BoundedCache
 from lms_shared.clock import Clock
 from lms_shared.errors import ConfigurationError
 
@@ -141,10 +151,11 @@ class TokenVerifier:
         self.keys = keys
         self.clock = clock
         self.policy = policy
-        self.hits = 0
         self.misses = 0
-        self._cache: dict[str, tuple[float, Principal, str | None]] = {}
-        self._headers: dict[str, Header] = {}
+        # token -> principal, alive until the token's exp plus leeway
+        self._cache: BoundedCache[str, Principal] = BoundedCache(config.cache_size, clock=clock)
+        self.cached = self._cache.get  # the hot path: one call, no wrapper around it
+        self._headers: BoundedCache[str, Header] = BoundedCache(MAX_CACHED_HEADERS)
         self._audiences = frozenset(config.audiences)
         self._algorithms = config.algorithms
         if "HS256" in config.algorithms:
@@ -155,13 +166,14 @@ class TokenVerifier:
         if callable(on_change):
             on_change(self.forget)
 
-    def cached(self, token: str) -> Principal | None:
-        """The principal of a token verified before and not yet expired, else ``None``."""
-        entry = self._cache.get(token)
-        if entry is not None and self.clock.monotonic() <= entry[0]:
-            self.hits += 1
-            return entry[1]
-        return None
+    cached: Callable[[str], Principal | None]
+    """``cached(token)``: the principal of a token verified before and not yet expired, else
+    ``None``."""
+
+    @property
+    def hits(self) -> int:
+        """Tokens answered from the cache (by :attr:`cached` or :meth:`verify`)."""
+        return self._cache.hits
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token (from the cache when seen before).
@@ -170,23 +182,16 @@ class TokenVerifier:
             InvalidToken: the token failed a check (401).
             KeysUnavailable: no key could be loaded to check it (503).
         """
-        entry = self._cache.get(token)
-        if entry is not None:
-            if self.clock.monotonic() <= entry[0]:
-                self.hits += 1
-                return entry[1]
-            self._cache.pop(token, None)
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
         self.misses += 1
         now = self.clock.now().timestamp()
-        compact, claims = await self._decode(token, now)
+        _, claims = await self._decode(token, now)
         principal = principal_from_claims(claims, self.policy)
-        if self.config.cache_size:
-            cache = self._cache
-            if len(cache) >= self.config.cache_size:
-                cache.pop(next(iter(cache)), None)
-            # the deadline is kept on the monotonic clock: a hit reads no wall time
-            left = claims["exp"] + self.config.leeway - now
-            cache[token] = (self.clock.monotonic() + left, principal, compact.kid)
+        # the deadline is kept on the monotonic clock: a hit reads no wall time
+        left = claims["exp"] + self.config.leeway - now
+        self._cache.set(token, principal, ttl=left)
         return principal
 
     async def decode(self, token: str) -> dict[str, Any]:
@@ -204,8 +209,20 @@ class TokenVerifier:
             self._cache.clear()
             return
         gone = frozenset(kids)
-        for token in [t for t, entry in self._cache.items() if entry[2] in gone]:
-            self._cache.pop(token, None)
+        signers: dict[str, bool] = {}  # header segment -> signed by a key that is gone
+
+        def signed_by_gone(token: str, _: Principal) -> bool:
+            head = token.partition(".")[0]
+            found = signers.get(head)
+            if found is None:
+                # the token passed these same checks when it was cached: this parse succeeds
+                parsed = self._headers.get(head) or parse_header(
+                    head, algorithms=self._algorithms, typ=self.config.token_type
+                )
+                found = signers[head] = parsed[1] in gone
+            return found
+
+        self._cache.discard_where(signed_by_gone)
 
     @property
     def cached_tokens(self) -> int:
@@ -252,7 +269,7 @@ class TokenVerifier:
             if name not in claims:
                 raise InvalidToken(f"the token has no {name!r} claim")
         exp = _time(claims, "exp")
-        if exp is None or now > exp + leeway:
+        if exp is None or now >= exp + leeway:  # RFC 7519 §4.1.4: valid only before exp
             raise InvalidToken("the token has expired")
         nbf = _time(claims, "nbf")
         if nbf is not None and now + leeway < nbf:

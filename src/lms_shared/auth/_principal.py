@@ -22,6 +22,7 @@ from uuid import UUID
 
 from lms_shared.auth._errors import InvalidToken
 from lms_shared.auth._rbac import Policy
+from lms_shared.caching import BoundedCache
 
 __all__ = ["DEFAULT_POLICY", "Principal", "PrincipalKind", "principal_from_claims"]
 
@@ -31,6 +32,11 @@ _EMPTY: Mapping[str, frozenset[str]] = MappingProxyType({})
 DEFAULT_POLICY = Policy()
 MAX_ROLES = 64
 MAX_COURSES = 1000
+MAX_DECISIONS = 256
+
+
+def _new_decisions() -> BoundedCache[tuple[str, object, object], bool]:
+    return BoundedCache(MAX_DECISIONS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,8 +70,8 @@ class Principal:
     credential_id: str | None = None
     expires_at: datetime | None = None
     policy: Policy = field(default=DEFAULT_POLICY, repr=False, compare=False)
-    _decisions: dict[tuple[str, object, object], bool] = field(
-        default_factory=dict, init=False, repr=False, compare=False
+    _decisions: BoundedCache[tuple[str, object, object], bool] = field(
+        default_factory=_new_decisions, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
@@ -89,15 +95,14 @@ class Principal:
         """Whether this principal holds ``permission`` (see :func:`~lms_shared.auth.can`).
 
         Answers are remembered on the principal (a cached principal serves
-        many requests), up to 256 distinct questions.
+        many requests): the latest 256 distinct questions.
         """
         key = (permission, course, tenant)
         decisions = self._decisions
         allowed = decisions.get(key)
         if allowed is None:
             allowed = self.policy.allows(self, permission, course=course, tenant=tenant)
-            if len(decisions) < 256:
-                decisions[key] = allowed
+            decisions.set(key, allowed)
         return allowed
 
     def check(

@@ -24,10 +24,13 @@ import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
+from pydantic import AfterValidator, StringConstraints
+
 from lms_shared.auth._errors import PermissionDenied
+from lms_shared.caching import BoundedCache
 
 if TYPE_CHECKING:
     from lms_shared.auth._principal import Principal
@@ -101,12 +104,24 @@ def permission_pattern(grant: str) -> str:
     return grant
 
 
+PermissionGrant = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(permission_pattern)
+]
+"""A permission pattern as a model field type (API-key scopes, role grants):
+a malformed one is a validation error naming the field (a 422 problem in a
+request body), never a ``ValueError`` escaping to the last-resort handler."""
+
+
 class Policy:
     """Roles and the permission patterns each grants.
 
     Args:
         roles: the base roles (the LMS defaults unless given).
-        overrides: roles whose grants replace the base ones, or new roles.
+        grants: permissions *added* to roles (new role names create roles):
+            what a service's code grants its own resources to the platform's
+            roles (``create_service(..., roles=...)``).
+        overrides: roles whose grants *replace* what the two above give, or
+            new roles: the operator's ``LMS_AUTH_ROLES``.
 
     Raises:
         ValueError: a role name or a permission pattern is malformed.
@@ -116,27 +131,32 @@ class Policy:
         self,
         roles: Mapping[str, Iterable[str]] = DEFAULT_ROLES,
         *,
+        grants: Mapping[str, Iterable[str]] | None = None,
         overrides: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
-        merged = {**roles, **(overrides or {})}
+        merged: dict[str, Iterable[str]] = dict(roles)
+        for role, added in (grants or {}).items():
+            if isinstance(added, str):
+                raise ValueError(f"the grants of role {role!r} must be a list")
+            merged[role] = [*merged.get(role, ()), *added]
+        merged.update(overrides or {})
         table: dict[str, frozenset[str]] = {}
-        for role, grants in merged.items():
+        for role, patterns in merged.items():
             if re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", role) is None:
                 raise ValueError(f"a role name is lower-case letters, digits, _ and -: {role!r}")
-            if isinstance(grants, str):
+            if isinstance(patterns, str):
                 raise ValueError(f"the grants of role {role!r} must be a list")
-            table[role] = frozenset(permission_pattern(g) for g in grants)
+            table[role] = frozenset(permission_pattern(g) for g in patterns)
         self.roles: Mapping[str, frozenset[str]] = MappingProxyType(table)
-        self._grants: dict[frozenset[str], frozenset[str]] = {}
+        # role sets are few; stay bounded anyway
+        self._grants: BoundedCache[frozenset[str], frozenset[str]] = BoundedCache(1024)
 
     def grants(self, roles: frozenset[str]) -> frozenset[str]:
         """Every pattern granted by ``roles`` (unknown roles grant nothing)."""
         found = self._grants.get(roles)
         if found is None:
             found = frozenset().union(*(self.roles.get(r, frozenset()) for r in roles))
-            if len(self._grants) >= 1024:  # role sets are few; stay bounded anyway
-                self._grants.clear()
-            self._grants[roles] = found
+            self._grants.set(roles, found)
         return found
 
     def allows(

@@ -33,6 +33,7 @@ from pydantic import SecretStr
 from lms_shared.auth._errors import TokenUnavailable
 from lms_shared.auth._principal import Principal
 from lms_shared.auth._signer import TokenSigner
+from lms_shared.caching import BoundedCache
 from lms_shared.clock import Clock
 from lms_shared.observability import get_logger
 
@@ -52,39 +53,30 @@ class TokenSource(Protocol):
 
 
 class _Cache:
-    """Tokens per audience until shortly before they expire (bounded)."""
+    """Tokens per audience until shortly before they expire, one lock per audience (bounded)."""
 
     def __init__(self, clock: Clock, margin: float, size: int = 256) -> None:
-        self.clock = clock
         self.margin = margin
-        self.size = size
-        self.tokens: dict[str, tuple[str, float]] = {}
-        self.locks: dict[str, asyncio.Lock] = {}
+        self.tokens: BoundedCache[str, str] = BoundedCache(size, clock=clock)
+        self.locks: BoundedCache[str, asyncio.Lock] = BoundedCache(size)
 
     def get(self, audience: str) -> str | None:
-        entry = self.tokens.get(audience)
-        if entry is not None and self.clock.monotonic() < entry[1]:
-            return entry[0]
-        return None
+        return self.tokens.get(audience)
 
     def put(self, audience: str, token: str, expires_in: float) -> None:
-        if len(self.tokens) >= self.size:
-            self.tokens.pop(next(iter(self.tokens)), None)
         margin = min(self.margin, expires_in / 2)
-        self.tokens[audience] = (token, self.clock.monotonic() + expires_in - margin)
+        self.tokens.set(audience, token, ttl=expires_in - margin)
 
     def lock(self, audience: str) -> asyncio.Lock:
         lock = self.locks.get(audience)
         if lock is None:
-            if len(self.locks) >= self.size:
-                self.locks.pop(next(iter(self.locks)), None)
-            lock = self.locks[audience] = asyncio.Lock()
+            lock = asyncio.Lock()
+            self.locks.set(audience, lock)
         return lock
 
     def drop(self, audience: str, token: str) -> None:
-        entry = self.tokens.get(audience)
-        if entry is not None and entry[0] == token:
-            del self.tokens[audience]
+        if self.tokens.get(audience) == token:
+            self.tokens.pop(audience)
 
 
 class ClientCredentials:

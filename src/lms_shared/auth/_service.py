@@ -10,7 +10,9 @@ auth needs; :class:`Auth` is the component the service starts first:
   its own, and mints its own service tokens;
 * ``LMS_AUTH_TOKEN_URL`` + ``LMS_AUTH_CLIENT_SECRET``: outgoing calls get
   service tokens (:meth:`Auth.outgoing`);
-* API keys are accepted once a store is given (:meth:`Auth.use_api_keys`).
+* API keys are accepted once a store is given (:meth:`Auth.use_api_keys`);
+* none of the key settings, in development: tokens of ``lms-shared token
+  mint`` are trusted, from the JWKS in the state folder (:mod:`._devkeys`).
 
 Everything that fetches or connects happens in :meth:`Auth.start`.
 """
@@ -19,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 
 from lms_shared.auth._apikeys import ApiKeys, ApiKeyStore
-from lms_shared.auth._authenticator import Authenticator
+from lms_shared.auth._authenticator import NOT_CONFIGURED, Authenticator
+from lms_shared.auth._devkeys import DEV_AUDIENCE, DEV_ISSUER, DevKeys, trusts_dev_keys
 from lms_shared.auth._jwks import JwksKeys, KeySource, StaticKeys
 from lms_shared.auth._jwt import TokenVerifier, VerifierConfig
 from lms_shared.auth._keys import VerificationKey, hs256_key
@@ -34,7 +38,7 @@ from lms_shared.auth._rbac import Policy
 from lms_shared.auth._s2s import ClientCredentials, ServiceTokenAuth, SignerTokens, TokenSource
 from lms_shared.auth._signer import SigningKey, TokenSigner
 from lms_shared.clock import Clock
-from lms_shared.errors import ConfigurationError, SettingsError
+from lms_shared.errors import ConfigurationError, NotReady, SettingsError
 from lms_shared.observability import get_logger
 from lms_shared.settings import Settings
 
@@ -56,6 +60,9 @@ class AuthConfig:
     max_token_bytes: int = 8192
     token_cache_size: int = 10_000
     roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """``LMS_AUTH_ROLES``: replaces the grants of each role it names."""
+    grants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Added to the roles' grants by the service's code (``create_service(roles=...)``)."""
     access_token_ttl: float = 900.0
     service_token_ttl: float = 300.0
     token_url: str | None = None
@@ -64,14 +71,23 @@ class AuthConfig:
     clients: Mapping[str, SecretStr] = field(default_factory=dict)
     signing_keys: tuple[SecretStr, ...] = ()
     api_key_prefix: str = "lms"
+    env: str = "development"
+    dev_keys_dir: Path | None = None
+    """The state folder whose development JWKS is trusted (set by :meth:`from_settings`)."""
 
     @classmethod
     def from_settings(cls, service: str, settings: Settings) -> AuthConfig:
-        """The auth slice of ``settings`` for ``service``."""
+        """The auth slice of ``settings`` for ``service``.
+
+        In development with no key source or issuer configured, the
+        development JWKS of ``LMS_STATE_DIR`` is trusted, for its audience too.
+        """
+        dev = trusts_dev_keys(settings)
+        audiences = tuple(settings.auth_audience) or (service,)
         return cls(
             service=service,
             issuer=settings.auth_issuer,
-            audiences=tuple(settings.auth_audience) or (service,),
+            audiences=(*audiences, DEV_AUDIENCE) if dev else audiences,
             algorithms=frozenset(settings.auth_algorithms),
             jwks_url=settings.auth_jwks_url,
             jwks_refresh=settings.auth_jwks_refresh,
@@ -88,6 +104,8 @@ class AuthConfig:
             clients=dict(settings.auth_clients),
             signing_keys=tuple(settings.auth_signing_keys),
             api_key_prefix=settings.auth_api_key_prefix,
+            env=settings.env,
+            dev_keys_dir=settings.state_dir if dev else None,
         )
 
     def verifier_config(self, *, issuer: str | None = None) -> VerifierConfig:
@@ -133,7 +151,11 @@ class Auth:
         self.clock = clock
         self.log = get_logger("lms.auth", service=config.service)
         try:
-            self.policy = Policy(overrides=config.roles)
+            Policy(grants=config.grants)
+        except ValueError as exc:
+            raise ValueError(f"roles given to the service: {exc}") from None
+        try:
+            self.policy = Policy(grants=config.grants, overrides=config.roles)
         except ValueError as exc:
             raise SettingsError([("LMS_AUTH_ROLES", str(exc))]) from None
         self.keys: KeySource | None = None
@@ -161,6 +183,12 @@ class Auth:
                 self.use_keys(StaticKeys([hs256_key(secret)]))
             except ValueError as exc:
                 raise SettingsError([("LMS_AUTH_HS256_SECRET", str(exc))]) from None
+        elif config.dev_keys_dir is not None and not config.signing_keys:
+            # refuses LMS_ENV=production (DevAuthRefused)
+            dev = DevKeys(
+                config.dev_keys_dir, env=config.env, algorithms=config.algorithms - {"HS256"}
+            )
+            self.use_keys(dev, issuer=DEV_ISSUER)
         if config.signing_keys:
             try:
                 keys = [SigningKey.from_pem(k.get_secret_value()) for k in config.signing_keys]
@@ -250,13 +278,25 @@ class Auth:
         while self._started:
             await self._started.pop().stop()
 
+    @property
+    def configured(self) -> bool:
+        """Whether anything can authenticate a request (a token verifier or API keys)."""
+        return self.verifier is not None or self.api_keys is not None
+
     async def ping(self) -> str:
-        """Readiness: verification keys are loaded (when tokens are accepted)."""
+        """Readiness: verification keys are loaded (when tokens are accepted).
+
+        Raises:
+            NotReady: nothing can authenticate a request
+                (:data:`NOT_CONFIGURED`, naming the settings to set).
+        """
         ping = getattr(self.keys, "ping", None)
         if ping is not None:
             return str(await ping())
         if self.verifier is None:
-            return "bearer tokens not configured"
+            if self.api_keys is None:
+                raise NotReady(NOT_CONFIGURED)
+            return "API keys only (no bearer tokens)"
         return "static keys"
 
 

@@ -20,7 +20,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lms_shared.auth import ApiKeys, DatabaseApiKeyStore
+from lms_shared.cli._loading import load_app
+from lms_shared.clock import SystemClock
+from lms_shared.db import Database, DatabaseConfig
 from lms_shared.errors import LmsError
+from lms_shared.service import Service
+from lms_shared.settings import load_settings
 
 if TYPE_CHECKING:
     from lms_shared.auth import ApiKey, ApiKeys
@@ -47,18 +53,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _open(service: str, url: str | None) -> tuple[Database, ApiKeys]:
-    from lms_shared.auth import ApiKeys, DatabaseApiKeyStore  # noqa: PLC0415 (keeps the CLI light)
-    from lms_shared.clock import SystemClock  # noqa: PLC0415
-    from lms_shared.db import Database, DatabaseConfig  # noqa: PLC0415
-    from lms_shared.settings import load_settings  # noqa: PLC0415
 
     if re.fullmatch(r"[a-z0-9-]+", service):
         settings = load_settings()
         name, db = service, Database.from_settings(service, settings)
     else:
-        from lms_shared.cli._loading import load_app  # noqa: PLC0415
-        from lms_shared.service import Service  # noqa: PLC0415
-
         owner = getattr(load_app(service).state, "service", None)
         if not isinstance(owner, Service):
             raise typer.BadParameter(f"{service!r} is not an lms-shared service", param_hint="-s")

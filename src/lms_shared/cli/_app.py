@@ -10,11 +10,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lms_shared import __version__
+from lms_shared.cli._alerts import alerts_app
 from lms_shared.cli._apikey import apikey_app
 from lms_shared.cli._db import db_app
-from lms_shared.cli._loading import load_app
+from lms_shared.cli._discovery import discovery_app
+from lms_shared.cli._events import events_app
+from lms_shared.cli._loading import load_app, load_service
+from lms_shared.cli._logs import logs
+from lms_shared.cli._new import new
 from lms_shared.cli._schema import schema_app
 from lms_shared.cli._serve import serve
+from lms_shared.cli._token import token_app
+from lms_shared.cli._traces import traces_app
 from lms_shared.errors import SettingsError
 from lms_shared.settings import load_settings
 
@@ -31,7 +39,14 @@ app.add_typer(openapi_app, name="openapi")
 app.add_typer(schema_app, name="schema")
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(discovery_app, name="discovery")
+app.add_typer(events_app, name="events")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(token_app, name="token")
+app.add_typer(traces_app, name="traces")
 app.command()(serve)
+app.command()(new)
+app.command()(logs)
 
 out = Console()
 err = Console(stderr=True)
@@ -40,7 +55,6 @@ err = Console(stderr=True)
 @app.command()
 def version() -> None:
     """Print the installed lms-shared version."""
-    from lms_shared import __version__  # noqa: PLC0415 (avoids an import cycle)
 
     out.print(f"lms-shared {__version__}")
 
@@ -48,12 +62,24 @@ def version() -> None:
 @app.command()
 def settings(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            metavar="MODULE:SERVICE",
+            help="print what this service runs with (its code may change the settings)",
+        ),
+    ] = None,
 ) -> None:
     """Print the effective settings (environment, .env, secrets dir), secrets redacted."""
     try:
-        effective = load_settings().redacted()
+        found = load_settings() if service is None else load_service(service).settings
+        effective = found.redacted()
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     if as_json:
         out.print_json(json.dumps(effective, default=str))

@@ -17,7 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lms_shared.cli._loading import load_app
+from lms_shared.db import Database, DatabaseConfig
 from lms_shared.errors import LmsError
+from lms_shared.service import Service
+from lms_shared.settings import load_settings
 
 if TYPE_CHECKING:
     from lms_shared.db import Database, Migrations
@@ -56,10 +60,6 @@ def _resolve(
 def _find(
     service: str | None, migrations: Path | None, url: str | None, name: str
 ) -> tuple[Database, Migrations]:
-    from lms_shared.cli._loading import load_app  # noqa: PLC0415 (keeps the CLI light)
-    from lms_shared.db import Database, DatabaseConfig  # noqa: PLC0415
-    from lms_shared.service import Service  # noqa: PLC0415
-    from lms_shared.settings import load_settings  # noqa: PLC0415
 
     if service is not None:
         owner = getattr(load_app(service).state, "service", None)

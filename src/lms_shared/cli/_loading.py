@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from lms_shared.service import Service
 
-__all__ = ["load_app"]
+__all__ = ["load_app", "load_service"]
 
 
 def load_app(target: str) -> FastAPI:
@@ -39,3 +39,18 @@ def load_app(target: str) -> FastAPI:
         if isinstance(obj, FastAPI):
             return obj
     raise ValueError(f"{target!r} names no lms-shared Service or FastAPI app")
+
+
+def load_service(target: str) -> Service:
+    """Import ``module:attribute`` and return its :class:`Service`.
+
+    A FastAPI app built by ``create_service`` is accepted too (its service
+    is on ``app.state``).
+
+    Raises:
+        ValueError: the module or attribute does not exist, or is no service.
+    """
+    found = getattr(load_app(target).state, "service", None)
+    if not isinstance(found, Service):
+        raise ValueError(f"{target!r} is a FastAPI app not built by create_service")
+    return found

@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from lms_shared.models import SchemaRegistry, compare_exports, shared_schemas
+from lms_shared.models.compat import read_export
+
 if TYPE_CHECKING:
     from lms_shared.models import SchemaRegistry
 
@@ -42,7 +45,6 @@ class Mode(StrEnum):
 
 
 def _registry(target: str | None) -> SchemaRegistry:
-    from lms_shared.models import SchemaRegistry, shared_schemas  # noqa: PLC0415 (light CLI)
 
     if target is None:
         return shared_schemas()
@@ -102,7 +104,6 @@ def check(
     ] = Mode.FULL,
 ) -> None:
     """Report compatibility breaks between two exports; exit 1 on a break."""
-    from lms_shared.models import compare_exports, read_export  # noqa: PLC0415 (light CLI)
 
     try:
         before, after = read_export(old), read_export(new)

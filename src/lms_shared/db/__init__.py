@@ -23,6 +23,7 @@ from lms_shared.db._config import DatabaseConfig, parse_database_url
 from lms_shared.db._database import Database
 from lms_shared.db._engine import PoolStats
 from lms_shared.db._errors import (
+    PROBLEMS,
     ConstraintViolation,
     DatabaseBusy,
     DatabaseUnavailable,
@@ -33,6 +34,7 @@ from lms_shared.db._errors import (
     TransactionConflict,
 )
 from lms_shared.db._filters import OPERATORS, QuerySpec
+from lms_shared.db._idempotency import SqlIdempotencyStore, idempotency_table
 from lms_shared.db._listing import Condition, ListQuery, SortKey
 from lms_shared.db._migrations import Migrations, RevisionInfo
 from lms_shared.db._models import (
@@ -46,10 +48,12 @@ from lms_shared.db._models import (
 )
 from lms_shared.db._scoping import current_tenant, tenant_context
 from lms_shared.db._upsert import upsert
+from lms_shared.db._versioned import versioned_update
 
 __all__ = [
     "NAMING_CONVENTION",
     "OPERATORS",
+    "PROBLEMS",
     "Condition",
     "ConstraintViolation",
     "Database",
@@ -67,14 +71,17 @@ __all__ = [
     "RevisionInfo",
     "SoftDeleteMixin",
     "SortKey",
+    "SqlIdempotencyStore",
     "TenantMixin",
     "TenantScopeError",
     "TimestampMixin",
     "TransactionConflict",
     "UtcDateTime",
     "current_tenant",
+    "idempotency_table",
     "model_metadata",
     "parse_database_url",
     "tenant_context",
     "upsert",
+    "versioned_update",
 ]

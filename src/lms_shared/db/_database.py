@@ -37,10 +37,17 @@ from lms_shared.db._migrations import Migrations
 from lms_shared.db._retry import backoff_delay, is_disconnect
 from lms_shared.db._scoping import scoped_session_class
 from lms_shared.db._units import UnitsOfWork
+from lms_shared.errors import NotReady
 from lms_shared.observability import get_logger
 from lms_shared.settings import Settings
 
-__all__ = ["Database"]
+__all__ = ["NOT_MIGRATED", "Database"]
+
+NOT_MIGRATED = (
+    "database: not at the migrations' head "
+    "(run `lms-shared db upgrade` or set LMS_DATABASE_MIGRATE_ON_START=true)"
+)
+"""Why readiness fails while the schema is behind the code (shown in probes)."""
 
 
 class Database(UnitsOfWork):
@@ -63,6 +70,7 @@ class Database(UnitsOfWork):
         self._replicas: list[AsyncEngine] = []
         self._makers: list[async_sessionmaker[AsyncSession]] = []
         self._bound: async_sessionmaker[AsyncSession] | None = None
+        self._bound_connection: AsyncConnection | None = None
         self._read_only_options = {
             READ_ONLY_OPTION if config.dialect == "sqlite" else "postgresql_readonly": True
         }
@@ -155,7 +163,7 @@ class Database(UnitsOfWork):
                     "migrations: call service.db.use_migrations(folder)"
                 )
             await self._ensure_schema()
-            applied = await self.migrations.upgrade(self.engine)
+            applied = await self.migrations.upgrade(self._migration_target())
             self.log.info("migrated", revisions=applied)
         self.log.info("database started", url=self.config.redacted_url())
 
@@ -164,6 +172,11 @@ class Database(UnitsOfWork):
         # "public" (the search path is "<schema>,public"): create it first
         schema = self.config.schema
         if schema is None or self.dialect != "postgresql":
+            return
+        bound = self._bound_connection
+        if bound is not None:  # inside the test's transaction, rolled back with it
+            async with bound.begin_nested():
+                await bound.execute(CreateSchema(schema, if_not_exists=True))
             return
         async with self.engine.begin() as conn:
             await conn.execute(CreateSchema(schema, if_not_exists=True))
@@ -211,10 +224,12 @@ class Database(UnitsOfWork):
         """Readiness: ``SELECT 1`` on the primary.
 
         Returns:
-            A one-line summary for the health report.
+            A one-line summary (backend, host, pool figures) for the log.
 
         Raises:
             DatabaseUnavailable: the primary does not answer (names the host).
+            NotReady: the database is not at the migrations' head.
+            MigrationError: the migrations folder is missing or unreadable.
         """
         stats = self.pool_stats()
         summary = f"{self.dialect} at {self.config.where}; {stats.in_use} in use, {stats.idle} idle"
@@ -235,17 +250,24 @@ class Database(UnitsOfWork):
         # a service whose schema is behind its code answers 500s ("no such
         # table"): not ready until the database is at the migrations' head.
         # Checked until it first holds, then remembered.
+        # Under a bound connection (a rolled-back test) the revision is read
+        # through it: that is where the test's schema is, and on SQLite a
+        # second connection would wait for the test's write lock.
         if self.migrations is None or self._migrated:
             return
         heads = set(self.migrations.heads())
-        current = set(await self.migrations.current(self.engine))
+        current = set(await self.migrations.current(self._migration_target()))
         if current != heads:
-            at = ", ".join(sorted(current)) or "no revision"
-            raise MigrationError(
-                f"the database is at {at}, the service needs {', '.join(sorted(heads))}: "
-                "run `lms-shared db upgrade` or set LMS_DATABASE_MIGRATE_ON_START=true"
+            self.log.warning(
+                "database not at the migrations' head",
+                current=sorted(current),
+                heads=sorted(heads),
             )
+            raise NotReady(NOT_MIGRATED)
         self._migrated = True
+
+    def _migration_target(self) -> AsyncEngine | AsyncConnection:
+        return self._bound_connection if self._bound_connection is not None else self.engine
 
     async def _select_one(self) -> None:
         # read-only: on SQLite a plain BEGIN, which never waits for a writer
@@ -277,6 +299,8 @@ class Database(UnitsOfWork):
 
         Sessions join the connection's transaction, committing and rolling
         back savepoints of it, so the test can roll everything back.
+        Migrations at start (``LMS_DATABASE_MIGRATE_ON_START``) and the
+        readiness check's migration head go through it too.
         """
         if self._engine is None:
             self._open()
@@ -286,11 +310,12 @@ class Database(UnitsOfWork):
             sync_session_class=self._makers[0].kw["sync_session_class"],
             join_transaction_mode="create_savepoint",
         )
-        previous, self._bound = self._bound, maker
+        previous = self._bound, self._bound_connection, self._migrated
+        self._bound, self._bound_connection, self._migrated = maker, connection, False
         try:
             yield
         finally:
-            self._bound = previous
+            self._bound, self._bound_connection, self._migrated = previous
 
     def _maker(self, read_only: bool, primary: bool) -> async_sessionmaker[AsyncSession]:
         if self._bound is not None:

@@ -24,9 +24,17 @@ Every 503 carries ``Retry-After``.
 from __future__ import annotations
 
 from lms_shared import errors
-from lms_shared.errors import BadRequest, Conflict, LmsError, ProblemError, ServiceUnavailable
+from lms_shared.errors import (
+    BadRequest,
+    Conflict,
+    ErrorCode,
+    LmsError,
+    ProblemError,
+    ServiceUnavailable,
+)
 
 __all__ = [
+    "PROBLEMS",
     "ConstraintViolation",
     "DatabaseBusy",
     "DatabaseUnavailable",
@@ -37,17 +45,26 @@ __all__ = [
     "TransactionConflict",
 ]
 
-INVALID_FILTER = errors.error_code("invalid-filter", 400, "Invalid filter")
-INVALID_SORT = errors.error_code("invalid-sort", 400, "Invalid sort order")
-TRANSACTION_CONFLICT = errors.error_code(
-    "transaction-conflict", 409, "Concurrent update, try again"
-)
-CONSTRAINT_VIOLATION = errors.error_code(
+INVALID_FILTER = errors.ErrorCode("invalid-filter", 400, "Invalid filter")
+INVALID_SORT = errors.ErrorCode("invalid-sort", 400, "Invalid sort order")
+TRANSACTION_CONFLICT = errors.ErrorCode("transaction-conflict", 409, "Concurrent update, try again")
+CONSTRAINT_VIOLATION = errors.ErrorCode(
     "constraint-violation", 409, "The change conflicts with existing data"
 )
-TENANT_SCOPE = errors.error_code("tenant-scope", 403, "Outside the tenant's data")
-DATABASE_UNAVAILABLE = errors.error_code("database-unavailable", 503, "Database unavailable")
-DATABASE_BUSY = errors.error_code("database-busy", 503, "Database busy")
+TENANT_SCOPE = errors.ErrorCode("tenant-scope", 403, "Outside the tenant's data")
+DATABASE_UNAVAILABLE = errors.ErrorCode("database-unavailable", 503, "Database unavailable")
+DATABASE_BUSY = errors.ErrorCode("database-busy", 503, "Database busy")
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    INVALID_FILTER,
+    INVALID_SORT,
+    TRANSACTION_CONFLICT,
+    CONSTRAINT_VIOLATION,
+    TENANT_SCOPE,
+    DATABASE_UNAVAILABLE,
+    DATABASE_BUSY,
+)
+"""The problem codes of this module, for the service's catalogue."""
 
 
 class InvalidFilter(BadRequest):

@@ -9,27 +9,34 @@ parameters into a :class:`~lms_shared.db.ListQuery`::
 
 ``field=value`` means ``eq``; ``field[op]=value`` names the operator:
 ``eq ne lt lte gt gte in contains icontains prefix null``. Values are
-validated against the column's Python type (datetimes must carry a time
-zone) and always bound as parameters; ``contains``/``prefix`` escape
+validated against the column's Python type in its one canonical spelling
+(:func:`lms_shared.models.canonical_type`: lower-case UUIDs with dashes,
+plain-digit integers, ``true``/``false``, RFC 3339 instants with an
+offset) and always bound as parameters; ``contains``/``prefix`` escape
 ``%`` and ``_``. An unknown field or operator, or a value that does not
 fit, is a 400 ``invalid-filter`` problem naming the parameter; an unknown
 sort field a 400 ``invalid-sort``.
+
+A parameter appears once: ``role=admin&role=student`` is a 400 naming
+``role`` (its "any of" is ``role[in]=admin,student``), and so is a second
+``sort``, ``limit`` or ``cursor``. Nothing is taken "last wins" or ANDed
+by accident.
 """
 
 from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from fastapi import Request
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import ColumnElement, String
 from sqlalchemy import inspect as sa_inspect
 
 from lms_shared.db._errors import InvalidFilter, InvalidSort
 from lms_shared.db._listing import Condition, FieldInfo, ListQuery, SortKey
+from lms_shared.errors import BadRequest
+from lms_shared.models._canonical import canonical_type
 
 __all__ = ["OPERATORS", "QuerySpec"]
 
@@ -50,7 +57,7 @@ OPERATORS: dict[str, Builder] = {
     "null": lambda column, value: column.is_(None) if value else column.is_not(None),
 }
 _TEXT_ONLY = frozenset({"contains", "icontains", "prefix"})
-_BOOL = TypeAdapter(bool)
+_BOOL = TypeAdapter(canonical_type(bool))
 MAX_VALUE_LENGTH = 1000
 MAX_IN_VALUES = 100
 
@@ -126,12 +133,11 @@ class QuerySpec(Generic[M]):
             python_type = str
         if python_type is object:
             python_type = str
-        if python_type is datetime:
-            python_type = AwareDatetime
         info = FieldInfo(
             name=name,
             expression=getattr(self.model, name),
-            adapter=TypeAdapter(python_type),
+            # one spelling per value (datetimes aware): "5_0", "050" or an upper-case id are refused
+            adapter=TypeAdapter(canonical_type(python_type)),
             text=isinstance(column.type, String),
         )
         self._fields[name] = info
@@ -150,10 +156,13 @@ class QuerySpec(Generic[M]):
             params: ``request.query_params.multi_items()`` (or a mapping).
 
         Raises:
-            InvalidFilter: an unknown field or operator, or a bad value.
-            InvalidSort: an unknown or repeated sort field.
+            InvalidFilter: an unknown field or operator, a bad value, or a
+                filter given twice.
+            InvalidSort: an unknown or repeated sort field, or ``sort`` twice.
+            BadRequest: another parameter (``limit``, ``cursor``) given twice.
         """
-        items = params.items() if isinstance(params, Mapping) else params
+        items = list(params.items() if isinstance(params, Mapping) else params)
+        _once(items, self.reserved)
         conditions: list[Condition] = []
         sort: tuple[SortKey, ...] | None = None
         for key, raw in items:
@@ -165,10 +174,6 @@ class QuerySpec(Generic[M]):
         names = {k.field.name for k in keys}
         keys += tuple(k for k in self._tiebreak if k.field.name not in names)
         return ListQuery(conditions=tuple(conditions), sort=keys)
-
-    async def dependency(self, request: Request) -> ListQuery[M]:
-        """FastAPI dependency: ``query: ListQuery[Course] = Depends(spec.dependency)``."""
-        return self.parse(request.query_params.multi_items())
 
     def _condition(self, key: str, raw: str) -> Condition:
         name, op = key, "eq"
@@ -218,7 +223,7 @@ class QuerySpec(Generic[M]):
     def _parse_sort(self, raw: str) -> tuple[SortKey, ...]:
         keys: list[SortKey] = []
         seen: set[str] = set()
-        for token in (t.strip() for t in raw.split(",")):
+        for token in raw.split(","):  # no spaces: "-name, title" is refused, not trimmed
             descending = token.startswith("-")
             name = token[1:] if token[:1] in ("-", "+") else token
             if name not in self.sorts:
@@ -229,3 +234,24 @@ class QuerySpec(Generic[M]):
             seen.add(name)
             keys.append(SortKey(self._fields[name], descending))
         return tuple(keys)
+
+
+def _once(items: list[tuple[str, str]], reserved: frozenset[str]) -> None:
+    """Refuse a parameter given twice (400 naming it) instead of picking one."""
+    seen: set[str] = set()
+    for key, _ in items:
+        if key in seen:
+            raise _repeated(key, reserved)
+        seen.add(key)
+
+
+def _repeated(key: str, reserved: frozenset[str]) -> BadRequest:
+    if key == "sort":
+        return InvalidSort(
+            "sort is given twice; give one sort, its fields separated by commas", field="sort"
+        )
+    if key in reserved:
+        return BadRequest(f"{key} is given twice; give it once", parameter=key)
+    name = key.partition("[")[0]
+    hint = f"; for any of several values use {name}[in]=a,b" if key == name else ""
+    return InvalidFilter(f"{key} is given twice{hint}", parameter=key)

@@ -5,7 +5,9 @@ adds bound parameters and allowlisted columns to the statement, so no
 request value becomes SQL text. Pages are keyset pages: the cursor holds
 the sort-key values of the last row (and the sort it belongs to), and the
 next page starts strictly after them, so rows inserted meanwhile neither
-repeat nor vanish, and deep pages cost the same as the first.
+repeat nor vanish, and deep pages cost the same as the first. Over HTTP
+the cursor is sealed for its route, sort and caller by the
+:class:`~lms_shared.models.PageParams` the ``page_params`` dependency made.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_shared import errors
 from lms_shared.errors import BadRequest
-from lms_shared.http.paging import PageParams, encode_cursor
+from lms_shared.models._paging import PageParams, encode_cursor
 
 __all__ = ["Condition", "FieldInfo", "ListQuery", "SortKey"]
 
@@ -165,12 +167,21 @@ class ListQuery(Generic[M]):
         if len(rows) <= params.limit:
             return rows, None
         rows = rows[: params.limit]
-        return rows, self.cursor_for(rows[-1])
+        return rows, params.cursor_after(self.position_of(rows[-1]))
 
-    def cursor_for(self, row: Any) -> str:
-        """The cursor of the page that starts after ``row``."""
+    def position_of(self, row: Any) -> dict[str, Any]:
+        """The keyset position just after ``row``: the sort and its key values."""
         keys = [to_jsonable_python(getattr(row, key.field.name)) for key in self.sort]
-        return encode_cursor({"s": self.signature, "k": keys})
+        return {"s": self.signature, "k": keys}
+
+    def cursor_for(self, row: Any, params: PageParams | None = None) -> str:
+        """The cursor of the page that starts after ``row``.
+
+        Sealed for the request when ``params`` came from ``page_params``
+        (the only kind a listing over HTTP accepts); plain otherwise.
+        """
+        position = self.position_of(row)
+        return params.cursor_after(position) if params is not None else encode_cursor(position)
 
 
 def _bad_cursor(detail: str) -> BadRequest:

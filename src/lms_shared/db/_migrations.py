@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lms_shared.db._config import where
+from lms_shared.db._engine import READ_ONLY_OPTION
 from lms_shared.db._errors import DatabaseUnavailable, MigrationError
 from lms_shared.db._retry import is_disconnect
 
@@ -143,8 +144,14 @@ class Migrations:
         except CommandError as exc:
             raise MigrationError(str(exc)) from exc
 
-    async def current(self, engine: AsyncEngine) -> list[str]:
-        """The revision(s) the database is at (empty: never migrated)."""
+    async def current(self, engine: AsyncEngine | AsyncConnection) -> list[str]:
+        """The revision(s) the database is at (empty: never migrated).
+
+        Args:
+            engine: the service's primary engine (read on a connection of its
+                own, read-only), or a connection to read through as it is
+                (a test's rolled-back transaction).
+        """
 
         def read(connection: Connection) -> list[str]:
             context = MigrationContext.configure(
@@ -152,16 +159,22 @@ class Migrations:
             )
             return list(context.get_current_heads())
 
+        if isinstance(engine, AsyncConnection):
+            return await engine.run_sync(read)
         async with _connected(engine) as conn:
+            if conn.dialect.name == "sqlite":  # a plain BEGIN: no wait for a writer
+                await conn.execution_options(**{READ_ONLY_OPTION: True})
             return await conn.run_sync(read)
 
     async def upgrade(
-        self, engine: AsyncEngine, revision: str = "head", *, lock: bool = True
+        self, engine: AsyncEngine | AsyncConnection, revision: str = "head", *, lock: bool = True
     ) -> list[str]:
         """Upgrade the database to ``revision``.
 
         Args:
-            engine: the service's primary engine.
+            engine: the service's primary engine; or a connection in a
+                transaction (a test's), migrated in a savepoint of it without
+                the lock and left uncommitted.
             revision: target revision (``head`` by default, ``+1`` works too).
             lock: hold the PostgreSQL advisory lock while migrating.
 
@@ -174,7 +187,7 @@ class Migrations:
         return await self._apply(engine, "upgrade", revision, lock)
 
     async def downgrade(
-        self, engine: AsyncEngine, revision: str, *, lock: bool = True
+        self, engine: AsyncEngine | AsyncConnection, revision: str, *, lock: bool = True
     ) -> list[str]:
         """Downgrade the database to ``revision`` (``base``, ``-1``, an id).
 
@@ -186,12 +199,22 @@ class Migrations:
         """
         return await self._apply(engine, "downgrade", revision, lock)
 
-    async def _apply(self, engine: AsyncEngine, verb: str, revision: str, lock: bool) -> list[str]:
+    async def _apply(
+        self, engine: AsyncEngine | AsyncConnection, verb: str, revision: str, lock: bool
+    ) -> list[str]:
         applied: list[str] = []
 
         def run(connection: Connection) -> None:
             getattr(command, verb)(self._config(connection, applied), revision)
 
+        if isinstance(engine, AsyncConnection):  # the caller owns the transaction
+            async with _turn():
+                try:
+                    async with engine.begin_nested():
+                        await engine.run_sync(run)
+                except CommandError as exc:
+                    raise MigrationError(f"{verb} to {revision!r} failed: {exc}") from exc
+            return applied
         async with _turn(), _connected(engine) as conn:
             locked = lock and conn.dialect.name == "postgresql"
             if locked:

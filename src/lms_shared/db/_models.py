@@ -149,11 +149,19 @@ class SoftDeleteMixin:
         self.deleted_at = None
 
 
+UPDATED_AT_INFO = "lms_updated_at"
+"""``Column.info`` key of a column that :func:`~lms_shared.db.versioned_update` stamps."""
+
+
 class TimestampMixin:
-    """``created_at`` and ``updated_at``, set from the injected clock on flush."""
+    """``created_at`` and ``updated_at``, set from the injected clock.
+
+    On flush for ORM objects; :func:`~lms_shared.db.versioned_update` moves
+    ``updated_at`` too, given the model or its table.
+    """
 
     created_at: Mapped[datetime] = mapped_column(nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(nullable=False, info={UPDATED_AT_INFO: True})
 
 
 def tenant_owned(cls: Any) -> bool:

@@ -3,12 +3,17 @@
 * ``GET /health/live``: the process answers (event loop responsive).
 * ``GET /health/startup``: every component has started.
 * ``GET /health/ready``: started, not draining, and every critical check
-  passes. Checks run concurrently, each under its own timeout; the report
+  passes. Checks run concurrently, each bounded by its own timeout (the
+  probe answers when it expires, whatever the check does); the report
   gives each check's status and duration. Components register their own
   checks (``service.health.add("database", db.ping)``).
 
 A failing probe answers 503 with the same report, so orchestrators and
-people read the same thing.
+people read the same thing. Probes are public, so a report names checks
+and states only: a failed check's ``output`` is ``"timed out after Ns"`` or
+the message of a :class:`~lms_shared.errors.NotReady` it raised (a reason
+written to be shown); anything else it raised, and what a passing check
+returned, goes to the log (``lms.health``, with the request id) only.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from fastapi import FastAPI
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from lms_shared.http.types import RuntimeState
+from lms_shared.errors import NotReady
+from lms_shared.http.state import RuntimeState
 from lms_shared.observability import get_logger
 
 __all__ = ["CheckResult", "HealthCheck", "HealthRegistry", "HealthReport", "install_health"]
@@ -40,8 +46,10 @@ class HealthCheck:
     Attributes:
         name: unique name shown in the report.
         check: async callable; returning means pass (a returned string is
-            shown as ``output``), raising means fail.
-        timeout: seconds before the check counts as failed.
+            logged at debug level, not shown), raising means fail (only a
+            :class:`~lms_shared.errors.NotReady` message is shown).
+        timeout: seconds before the check counts as failed; the probe
+            answers then even if the check ignores its cancellation.
         critical: a failing critical check makes the service not ready; a
             failing non-critical one only turns the report to ``warn``.
     """
@@ -58,7 +66,10 @@ class CheckResult(BaseModel):
     status: Status
     duration_ms: float = Field(description="how long the check took")
     critical: bool = True
-    output: str | None = Field(None, description="detail, or why it failed")
+    output: str | None = Field(
+        None,
+        description="why it failed, when that is safe to show: a timeout or a not-ready reason",
+    )
 
 
 class HealthReport(BaseModel):
@@ -73,6 +84,13 @@ class HealthReport(BaseModel):
 class HealthRegistry:
     """The service's readiness checks.
 
+    Each check runs as its own task; the probe waits for it at most its
+    timeout, then answers. A check still running then is cancelled in the
+    background and never awaited by the probe, so a check that ignores
+    cancellation (a driver call blocked in a thread) cannot hold the probe
+    past its timeout; while it still runs, later probes report it timed out
+    at once instead of starting another copy.
+
     Args:
         default_timeout: seconds each check may take unless it says otherwise.
     """
@@ -80,6 +98,7 @@ class HealthRegistry:
     def __init__(self, default_timeout: float = 2.0) -> None:
         self.default_timeout = default_timeout
         self._checks: dict[str, HealthCheck] = {}
+        self._overdue: dict[str, asyncio.Task[object]] = {}
         self.log = get_logger("lms.health")
 
     def add(
@@ -107,32 +126,67 @@ class HealthRegistry:
         return list(self._checks)
 
     async def run(self) -> dict[str, CheckResult]:
-        """Run every check concurrently, each under its timeout."""
+        """Run every check concurrently, each bounded by its timeout."""
         checks = list(self._checks.values())
         results = await asyncio.gather(*(self._run_one(c) for c in checks))
         return {c.name: r for c, r in zip(checks, results, strict=True)}
 
     async def _run_one(self, check: HealthCheck) -> CheckResult:
         started = time.perf_counter()
-        status: Status = "pass"
-        output: str | None = None
+        overdue = self._overdue.get(check.name)
+        if overdue is not None and not overdue.done():
+            # the last run outlived its timeout and still runs: no second copy
+            self.log.warning("health check failed", check=check.name, error="still running")
+            return self._result(check, started, f"timed out after {check.timeout:g}s")
+        task: asyncio.Task[object] = asyncio.create_task(
+            _call(check.check), name=f"health check {check.name}"
+        )
         try:
-            async with asyncio.timeout(check.timeout):
-                result = await check.check()
+            done, _ = await asyncio.wait({task}, timeout=check.timeout)
+        finally:
+            if not task.done():  # timed out, or the probe itself was cancelled
+                self._abandon(check.name, task)
+        if not done:
+            self.log.warning("health check failed", check=check.name, error="timed out")
+            return self._result(check, started, f"timed out after {check.timeout:g}s")
+        exc = task.exception()
+        if exc is None:
+            result = task.result()
             if isinstance(result, str):
-                output = result
-        except TimeoutError:
-            status, output = "fail", f"timed out after {check.timeout:g}s"
-        except Exception as exc:
-            status, output = "fail", f"{type(exc).__name__}: {exc}"[:300]
-        if status == "fail":
-            self.log.warning("health check failed", check=check.name, output=output)
-            if not check.critical:
-                status = "warn"
+                self.log.debug("health check passed", check=check.name, output=result)
+            return self._result(check, started, None, passed=True)
+        # the body names the state only; the reason goes to the log (with the
+        # request id), except for reasons written for everyone to read
+        self.log.warning(
+            "health check failed", check=check.name, error=f"{type(exc).__name__}: {exc}"
+        )
+        return self._result(check, started, str(exc)[:300] if isinstance(exc, NotReady) else None)
+
+    def _abandon(self, name: str, task: asyncio.Task[object]) -> None:
+        task.cancel()
+        self._overdue[name] = task  # a strong reference until it really ends
+
+        def finished(done: asyncio.Task[object]) -> None:
+            if self._overdue.get(name) is done:
+                del self._overdue[name]
+            error = None if done.cancelled() else done.exception()  # retrieved: not logged
+            self.log.debug("overdue health check ended", check=name, error=repr(error))
+
+        task.add_done_callback(finished)
+
+    @staticmethod
+    def _result(
+        check: HealthCheck, started: float, output: str | None, *, passed: bool = False
+    ) -> CheckResult:
+        status: Status = "pass" if passed else "fail" if check.critical else "warn"
         duration = round((time.perf_counter() - started) * 1000, 3)
         return CheckResult(
             status=status, duration_ms=duration, critical=check.critical, output=output
         )
+
+
+async def _call(check: Check) -> object:
+    return await check()
 
 
 def _overall(results: dict[str, CheckResult]) -> Status:

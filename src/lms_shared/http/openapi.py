@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from lms_shared import errors
-from lms_shared.errors import ErrorCode
+from lms_shared.errors import Catalogue, ErrorCode
 from lms_shared.http.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, ProblemRenderer
 from lms_shared.http.versioning import DeprecationRules
 
@@ -91,7 +91,7 @@ def problem_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
                         code.slug: {
                             "summary": code.title,
                             "value": {
-                                "type": _TYPE_PLACEHOLDER + code.slug,
+                                "type": code.registered_type or _TYPE_PLACEHOLDER + code.slug,
                                 "title": code.title,
                                 "status": code.status,
                                 "code": code.slug,
@@ -133,11 +133,10 @@ def _codes_for(operation: dict[str, Any], path: str) -> list[ErrorCode]:
     return codes
 
 
-def _by_status(status: str) -> ErrorCode | None:
-    for code in errors.CATALOGUE.values():
-        if str(code.status) == status:
-            return code
-    return None
+def _by_status(status: str, catalogue: Catalogue) -> ErrorCode | None:
+    if not status.isdigit() or not any(str(c.status) == status for c in catalogue.values()):
+        return None
+    return catalogue.for_status(int(status))
 
 
 def build_openapi(
@@ -171,7 +170,7 @@ def build_openapi(
             responses = operation.setdefault("responses", {})
             for status, response in list(responses.items()):
                 if status.isdigit() and int(status) >= 400:
-                    code = _by_status(status)
+                    code = _by_status(status, renderer.catalogue)
                     if code is not None and (
                         "content" not in response
                         or "HTTPValidationError" in str(response.get("content"))

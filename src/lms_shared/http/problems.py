@@ -11,8 +11,9 @@ pointer (RFC 6901) into the request body, or the parameter's name.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI, Request
@@ -22,8 +23,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from lms_shared import errors
-from lms_shared.errors import ErrorCode, ProblemError
+from lms_shared.errors import Catalogue, ErrorCode, ProblemError
+from lms_shared.models import validation_errors
 from lms_shared.observability.context import request_id_var
+from lms_shared.redaction import Redactor
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -31,28 +34,11 @@ __all__ = [
     "Problem",
     "ProblemRenderer",
     "install_problem_handlers",
-    "validation_errors",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-
-_STATUS_CODES: dict[int, ErrorCode] = {
-    400: errors.BAD_REQUEST,
-    401: errors.UNAUTHORIZED,
-    403: errors.FORBIDDEN,
-    404: errors.NOT_FOUND,
-    405: errors.METHOD_NOT_ALLOWED,
-    406: errors.NOT_ACCEPTABLE,
-    409: errors.CONFLICT,
-    412: errors.PRECONDITION_FAILED,
-    413: errors.PAYLOAD_TOO_LARGE,
-    415: errors.UNSUPPORTED_MEDIA_TYPE,
-    422: errors.VALIDATION_ERROR,
-    429: errors.RATE_LIMITED,
-    500: errors.INTERNAL_ERROR,
-    503: errors.SERVICE_UNAVAILABLE,
-    504: errors.TIMEOUT,
-}
+# RFC 3986 pchar and "/" (sub-delims, ":", "@", unreserved); everything else is encoded
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 class FieldError(BaseModel):
@@ -104,20 +90,22 @@ class ProblemRenderer:
     Args:
         base_uri: prefix of the ``type`` URIs, e.g.
             ``https://lms.example.org/problems/``.
+        catalogue: the service's problem codes (OpenAPI documents them and
+            HTTP errors map their status through it); the core codes when
+            omitted.
     """
 
-    def __init__(self, base_uri: str) -> None:
-        from lms_shared.security import Redactor  # noqa: PLC0415 (security imports this package)
-
+    def __init__(self, base_uri: str, catalogue: Catalogue | None = None) -> None:
         if not base_uri.endswith("/"):
             base_uri += "/"
         self.base_uri = base_uri
+        self.catalogue = catalogue if catalogue is not None else Catalogue(errors.PROBLEMS)
         # extension members never echo a secret or personal value back
         self._redactor = Redactor()
 
     def type_uri(self, code: ErrorCode) -> str:
-        """The stable ``type`` URI of a catalogue entry."""
-        return self.base_uri + code.slug
+        """The stable ``type`` URI of a catalogue entry (its registered one, if any)."""
+        return code.registered_type or self.base_uri + code.slug
 
     def body(
         self,
@@ -136,7 +124,9 @@ class ProblemRenderer:
         if detail is not None:
             doc["detail"] = detail
         if instance is not None:
-            doc["instance"] = instance
+            # a URI reference (RFC 9457 §3.1.5): the decoded request path is
+            # percent-encoded again, so non-ASCII and spaces never appear raw
+            doc["instance"] = quote(instance, safe=_PATH_SAFE)
         doc["code"] = code.slug
         request_id = request_id_var.get()
         if request_id is not None:
@@ -181,27 +171,6 @@ class ProblemRenderer:
         return code.status, raw_headers, body
 
 
-def validation_errors(items: Sequence[Any]) -> list[dict[str, Any]]:
-    """Turn pydantic/FastAPI error dicts into RFC 9457 ``errors`` entries.
-
-    Body locations become JSON pointers (``#/lessons/0/title``); query,
-    path, header and cookie locations become ``parameter`` names.
-    """
-    out: list[dict[str, Any]] = []
-    for err in items:
-        loc = [str(p) for p in err.get("loc", ())]
-        entry: dict[str, Any] = {"detail": err.get("msg", "invalid"), "type": err.get("type")}
-        if loc and loc[0] in {"query", "path", "header", "cookie"}:
-            entry["parameter"] = ".".join(loc[1:]) or loc[0]
-        else:
-            parts = loc[1:] if loc and loc[0] == "body" else loc
-            entry["pointer"] = "#/" + "/".join(
-                p.replace("~", "~0").replace("/", "~1") for p in parts
-            )
-        out.append(entry)
-    return out
-
-
 def _is_json_content_type(value: str | None) -> bool:
     if not value:
         return False
@@ -230,9 +199,7 @@ def install_problem_handlers(app: FastAPI, renderer: ProblemRenderer) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = _STATUS_CODES.get(exc.status_code) or errors.CATALOGUE.get(f"http-{exc.status_code}")
-        if code is None:
-            code = errors.error_code(f"http-{exc.status_code}", exc.status_code, "HTTP error")
+        code = renderer.catalogue.for_status(exc.status_code)
         detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if detail == code.title or detail in {"Not Found", "Method Not Allowed"}:
             detail = _default_detail(code, request)

@@ -23,11 +23,12 @@ from collections.abc import Callable
 
 from lms_shared import errors
 from lms_shared.http.problems import ProblemRenderer
-from lms_shared.http.types import ASGIApp, Message, Receive, RuntimeState, Scope, Send
+from lms_shared.http.state import RuntimeState
 from lms_shared.observability import LineWriter, get_logger
 from lms_shared.observability.context import request_id_var
+from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REQUEST_ID_HEADER", "RequestMiddleware", "valid_request_id"]
+__all__ = ["REQUEST_ID_HEADER", "RequestMiddleware", "route_template", "valid_request_id"]
 
 REQUEST_ID_HEADER = "x-request-id"
 _HEADER = REQUEST_ID_HEADER.encode()
@@ -46,7 +47,8 @@ def valid_request_id(value: bytes) -> bool:
     return _VALID_ID.fullmatch(value) is not None
 
 
-def _route_template(scope: Scope) -> str | None:
+def route_template(scope: Scope) -> str | None:
+    """The matched route's path template (``/v1/courses/{course_id}``), or ``None``."""
     route = scope.get("route")
     if route is None:
         return None
@@ -131,7 +133,7 @@ class RequestMiddleware:
             self.errlog.exception(
                 "unhandled exception",
                 method=scope["method"],
-                route=_route_template(scope),
+                route=route_template(scope),
             )
             if status:
                 raise  # the response has started: all we can do is abort it
@@ -144,7 +146,7 @@ class RequestMiddleware:
             )
         finally:
             state.leave()
-            route = _route_template(scope)
+            route = route_template(scope)
             if route not in _NOT_LOGGED or status >= 400:
                 self.log(
                     method=scope["method"],

@@ -2,21 +2,25 @@
 
 * **Bases and types**: :class:`LmsModel` (input: unknown fields refused),
   :class:`LmsRecord` and :class:`Resource` (output: tolerant readers), the
-  annotated types (:data:`UtcDatetime`, :data:`Email`, :data:`Slug`, ...).
+  annotated types (:data:`UtcDatetime`, :data:`Email`, :data:`Slug`, ...),
+  canonical parameter types (:data:`Id`, :data:`CanonicalInt`, :func:`canonical_type`).
 * **LMS DTOs**, Create / Update / Read: organizations, users, courses,
   modules, lessons, enrollments (with :func:`transition`), assignments,
   submissions, grades.
 * **Validation**: cross-field rules (:func:`not_before`, :func:`at_most`),
   :func:`validate` raising a 422 :class:`ModelValidationError`.
 * **Transformation**: :func:`from_row` / :func:`to_values`, JSON Merge
-  Patch (:func:`apply_merge_patch`), sparse fieldsets (:class:`SparseFields`),
-  privacy (:class:`Personal`, :func:`for_operators`, :func:`redact`).
+  Patch (:func:`apply_merge_patch`); personal-data markers are the leaf
+  :mod:`lms_shared.redaction` (:class:`~lms_shared.redaction.Personal`).
 * **Serialization**: the :class:`Codec` protocol, :data:`JSON` and :data:`MSGPACK`.
 * **Schema versions**: :class:`SchemaRegistry`, :func:`shared_schemas`,
   upcasters, :func:`compare_exports`.
-* **Consistency**: ``ETag``/``If-Match`` (:class:`IfMatch`,
-  :func:`versioned_update`) and ``Idempotency-Key`` (:class:`Idempotency`
-  with a memory or SQL store).
+* **Paging and idempotency as data**: opaque cursors and :class:`PageParams`;
+  idempotency records, the store protocol and a memory store.
+
+Data contracts only: the HTTP parts (ETag/If-Match, Idempotency-Key,
+sparse fieldsets, merge-patch bodies) are in :mod:`lms_shared.http`; the
+SQL stores and :func:`~lms_shared.db.versioned_update` in :mod:`lms_shared.db`.
 
 See ``docs/models.md``.
 """
@@ -28,25 +32,7 @@ from lms_shared.models._base import (
     LmsRecord,
     Resource,
 )
-from lms_shared.models._codecs import (
-    CODECS,
-    JSON,
-    MSGPACK,
-    Codec,
-    JsonCodec,
-    MsgpackCodec,
-    codec_for,
-)
-from lms_shared.models._compat import SchemaChange, compare_exports, compare_schemas, read_export
-from lms_shared.models._concurrency import (
-    IfMatch,
-    Precondition,
-    check_if_match,
-    etag,
-    parse_etags,
-    set_etag,
-    versioned_update,
-)
+from lms_shared.models._canonical import CanonicalInt, Id, canonical_type
 from lms_shared.models._courses import (
     Course,
     CourseCreate,
@@ -70,6 +56,7 @@ from lms_shared.models._enrollment import (
     transition,
 )
 from lms_shared.models._errors import (
+    PROBLEMS,
     IdempotencyInFlight,
     IdempotencyKeyReused,
     IllegalTransition,
@@ -82,7 +69,6 @@ from lms_shared.models._errors import (
     StaleVersion,
     UnknownFields,
 )
-from lms_shared.models._fields import FieldSet, SparseFields
 from lms_shared.models._grading import (
     Assignment,
     AssignmentCreate,
@@ -94,21 +80,6 @@ from lms_shared.models._grading import (
     SubmissionCreate,
     SubmissionUpdate,
 )
-from lms_shared.models._idempotency import (
-    IDEMPOTENCY_HEADER,
-    REPLAYED_HEADER,
-    Idempotency,
-    IdempotencyStore,
-    IdempotentRequest,
-    fingerprint_body,
-)
-from lms_shared.models._idempotency_store import (
-    Claim,
-    MemoryIdempotencyStore,
-    SqlIdempotencyStore,
-    StoredResponse,
-    idempotency_table,
-)
 from lms_shared.models._identity import (
     Organization,
     OrganizationCreate,
@@ -119,30 +90,21 @@ from lms_shared.models._identity import (
     UserUpdate,
 )
 from lms_shared.models._mapping import from_row, from_rows, to_values
+from lms_shared.models._paging import (
+    DEFAULT_LIMIT,
+    MAX_CURSOR_LENGTH,
+    MAX_LIMIT,
+    PageParams,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+)
 from lms_shared.models._patch import (
     MERGE_PATCH_CONTENT_TYPE,
-    MergePatch,
     apply_merge_patch,
     apply_update,
     merge_patch,
     parse_merge_patch,
-)
-from lms_shared.models._privacy import (
-    PERSONAL_KEYS,
-    REDACTED,
-    Personal,
-    for_operators,
-    is_personal,
-    personal_fields,
-    redact,
-    redact_personal_data,
-)
-from lms_shared.models._registry import (
-    JSON_SCHEMA_DIALECT,
-    SchemaEntry,
-    SchemaRegistry,
-    Upcaster,
-    shared_schemas,
 )
 from lms_shared.models._types import (
     NAIVE_IS_UTC,
@@ -162,26 +124,46 @@ from lms_shared.models._types import (
     trimmed,
     url_constraints,
 )
-from lms_shared.models._validation import at_most, not_before, problem_from, validate, validate_json
+from lms_shared.models._validation import (
+    at_most,
+    not_before,
+    problem_from,
+    validate,
+    validate_json,
+    validation_errors,
+)
+from lms_shared.models.codecs import (
+    JSON,
+    MSGPACK,
+    Codec,
+)
+from lms_shared.models.compat import compare_exports
+from lms_shared.models.idempotency import (
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+)
+from lms_shared.models.registry import (
+    SchemaRegistry,
+    Upcaster,
+    shared_schemas,
+)
 
 __all__ = [
-    "CODECS",
+    "DEFAULT_LIMIT",
     "DEFAULT_MAX_ITEMS",
     "DEFAULT_MAX_LENGTH",
     "ENROLLMENT_TRANSITIONS",
-    "IDEMPOTENCY_HEADER",
     "JSON",
-    "JSON_SCHEMA_DIALECT",
+    "MAX_CURSOR_LENGTH",
+    "MAX_LIMIT",
     "MERGE_PATCH_CONTENT_TYPE",
     "MSGPACK",
     "NAIVE_IS_UTC",
-    "PERSONAL_KEYS",
-    "REDACTED",
-    "REPLAYED_HEADER",
+    "PROBLEMS",
     "Assignment",
     "AssignmentCreate",
     "AssignmentUpdate",
-    "Claim",
+    "CanonicalInt",
     "Codec",
     "Course",
     "CourseCreate",
@@ -192,19 +174,15 @@ __all__ = [
     "EnrollmentCreate",
     "EnrollmentStatus",
     "EnrollmentUpdate",
-    "FieldSet",
     "Grade",
     "GradeCreate",
     "GradeUpdate",
-    "Idempotency",
+    "Id",
     "IdempotencyInFlight",
     "IdempotencyKeyReused",
     "IdempotencyStore",
-    "IdempotentRequest",
-    "IfMatch",
     "IllegalTransition",
     "InvalidIdempotencyKey",
-    "JsonCodec",
     "Lesson",
     "LessonCreate",
     "LessonKind",
@@ -216,34 +194,26 @@ __all__ = [
     "MalformedPatch",
     "MalformedPayload",
     "MemoryIdempotencyStore",
-    "MergePatch",
     "ModelValidationError",
     "Module",
     "ModuleCreate",
     "ModuleUpdate",
-    "MsgpackCodec",
     "Name",
     "NonEmptyStr",
     "Organization",
     "OrganizationCreate",
     "OrganizationUpdate",
+    "PageParams",
     "Percentage",
-    "Personal",
-    "Precondition",
     "PreconditionRequired",
     "Resource",
     "Role",
-    "SchemaChange",
-    "SchemaEntry",
     "SchemaRegistry",
     "SchemaVersionError",
     "Score",
     "ShortText",
     "Slug",
-    "SparseFields",
-    "SqlIdempotencyStore",
     "StaleVersion",
-    "StoredResponse",
     "Submission",
     "SubmissionCreate",
     "SubmissionUpdate",
@@ -259,28 +229,18 @@ __all__ = [
     "apply_merge_patch",
     "apply_update",
     "at_most",
-    "check_if_match",
+    "canonical_type",
     "check_transition",
-    "codec_for",
     "compare_exports",
-    "compare_schemas",
-    "etag",
-    "fingerprint_body",
-    "for_operators",
+    "decode_cursor",
+    "encode_cursor",
     "from_row",
     "from_rows",
-    "idempotency_table",
-    "is_personal",
     "merge_patch",
     "not_before",
-    "parse_etags",
+    "paginate",
     "parse_merge_patch",
-    "personal_fields",
     "problem_from",
-    "read_export",
-    "redact",
-    "redact_personal_data",
-    "set_etag",
     "shared_schemas",
     "to_values",
     "transition",
@@ -288,5 +248,5 @@ __all__ = [
     "url_constraints",
     "validate",
     "validate_json",
-    "versioned_update",
+    "validation_errors",
 ]

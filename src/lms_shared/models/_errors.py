@@ -31,12 +31,14 @@ from lms_shared import errors
 from lms_shared.errors import (
     BadRequest,
     Conflict,
+    ErrorCode,
     LmsError,
     PreconditionFailed,
     ProblemError,
 )
 
 __all__ = [
+    "PROBLEMS",
     "IdempotencyInFlight",
     "IdempotencyKeyReused",
     "IllegalTransition",
@@ -50,20 +52,32 @@ __all__ = [
     "UnknownFields",
 ]
 
-MALFORMED_PATCH = errors.error_code("malformed-patch", 400, "Malformed merge patch")
-MALFORMED_PAYLOAD = errors.error_code("malformed-payload", 400, "Malformed payload")
-UNKNOWN_FIELD = errors.error_code("unknown-field", 400, "Unknown field requested")
-INVALID_IDEMPOTENCY_KEY = errors.error_code(
+MALFORMED_PATCH = errors.ErrorCode("malformed-patch", 400, "Malformed merge patch")
+MALFORMED_PAYLOAD = errors.ErrorCode("malformed-payload", 400, "Malformed payload")
+UNKNOWN_FIELD = errors.ErrorCode("unknown-field", 400, "Unknown field requested")
+INVALID_IDEMPOTENCY_KEY = errors.ErrorCode(
     "invalid-idempotency-key", 400, "Missing or invalid Idempotency-Key"
 )
-ILLEGAL_TRANSITION = errors.error_code("illegal-transition", 409, "Illegal status transition")
-IDEMPOTENCY_IN_FLIGHT = errors.error_code(
+ILLEGAL_TRANSITION = errors.ErrorCode("illegal-transition", 409, "Illegal status transition")
+IDEMPOTENCY_IN_FLIGHT = errors.ErrorCode(
     "idempotency-in-flight", 409, "A request with this Idempotency-Key is in progress"
 )
-PRECONDITION_REQUIRED = errors.error_code("precondition-required", 428, "Precondition required")
-IDEMPOTENCY_KEY_REUSED = errors.error_code(
+PRECONDITION_REQUIRED = errors.ErrorCode("precondition-required", 428, "Precondition required")
+IDEMPOTENCY_KEY_REUSED = errors.ErrorCode(
     "idempotency-key-reused", 422, "Idempotency-Key reused with another request"
 )
+
+PROBLEMS: tuple[ErrorCode, ...] = (
+    MALFORMED_PATCH,
+    MALFORMED_PAYLOAD,
+    UNKNOWN_FIELD,
+    INVALID_IDEMPOTENCY_KEY,
+    ILLEGAL_TRANSITION,
+    IDEMPOTENCY_IN_FLIGHT,
+    PRECONDITION_REQUIRED,
+    IDEMPOTENCY_KEY_REUSED,
+)
+"""The problem codes of this module, for the service's catalogue."""
 
 
 class ModelValidationError(ProblemError):

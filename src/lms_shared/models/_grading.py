@@ -13,9 +13,9 @@ from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
 from lms_shared.models._base import LmsModel, Resource
-from lms_shared.models._privacy import Personal
 from lms_shared.models._types import LongText, Score, Text, Title, UtcDatetime, WebUrl
 from lms_shared.models._validation import at_most, not_before
+from lms_shared.redaction._personal import Personal
 
 __all__ = [
     "Assignment",

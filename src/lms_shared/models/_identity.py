@@ -11,8 +11,8 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from lms_shared.models._base import LmsModel, Resource
-from lms_shared.models._privacy import Personal
 from lms_shared.models._types import Email, LocaleCode, Name, Slug, Title, WebUrl
+from lms_shared.redaction._personal import Personal
 
 __all__ = [
     "Organization",

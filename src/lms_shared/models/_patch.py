@@ -21,18 +21,17 @@ not JSON or not an object, :class:`~lms_shared.models.ModelValidationError`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
-from fastapi import Body
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
+from lms_shared.jsonlimits import JsonLimitError, check_depth
 from lms_shared.models._errors import MalformedPatch
 from lms_shared.models._validation import problem_from
 
 __all__ = [
     "MERGE_PATCH_CONTENT_TYPE",
-    "MergePatch",
     "apply_merge_patch",
     "apply_update",
     "merge_patch",
@@ -42,16 +41,6 @@ __all__ = [
 R = TypeVar("R", bound=BaseModel)
 
 MERGE_PATCH_CONTENT_TYPE: Final = "application/merge-patch+json"
-
-MergePatch = Annotated[
-    Any,
-    Body(
-        media_type=MERGE_PATCH_CONTENT_TYPE,
-        description="a JSON Merge Patch (RFC 7396): members set fields, null removes them",
-        examples=[{"title": "Statistics I", "summary": None}],
-    ),
-]
-"""A route parameter taking the request body as a merge patch (any JSON value)."""
 
 _MAX_DEPTH: Final = 32
 
@@ -72,8 +61,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def parse_merge_patch(patch: Any) -> dict[str, Any]:
+def parse_merge_patch(patch: object) -> dict[str, JsonValue]:
     """The patch as a JSON object: bytes and text are parsed, a dict is taken as is.
+
+    A patch that is not an object is refused rather than applied as RFC 7396
+    allows (replacing the whole target): a resource is never replaced by PATCH.
 
     Raises:
         MalformedPatch: not JSON, nested too deep, or not a JSON object (400).
@@ -86,8 +78,10 @@ def parse_merge_patch(patch: Any) -> dict[str, Any]:
     if not isinstance(patch, Mapping):
         kind = "null" if patch is None else type(patch).__name__
         raise MalformedPatch(f"a merge patch must be a JSON object, got {_json_kind(kind)}")
-    if _depth(patch) > _MAX_DEPTH:
-        raise MalformedPatch(f"the merge patch is nested deeper than {_MAX_DEPTH} levels")
+    try:
+        check_depth(patch, _MAX_DEPTH)
+    except JsonLimitError:
+        raise MalformedPatch(f"the merge patch is nested deeper than {_MAX_DEPTH} levels") from None
     return dict(patch)
 
 
@@ -110,8 +104,13 @@ def apply_merge_patch(current: R, patch: Any, update_model: type[BaseModel]) -> 
     """
     document = parse_merge_patch(patch)
     try:
-        update_model.model_validate(document)
-        merged = merge_patch(current.model_dump(mode="json"), document)
+        # merge what the Update model produced, not the raw document: its
+        # transforming types (SafeHtml, CleanLine, trimmed text, ...) must
+        # apply on PATCH exactly as on POST; exclude_unset keeps the patch's
+        # shape (absent members stay absent, explicit nulls stay null)
+        validated = update_model.model_validate(document)
+        produced = validated.model_dump(mode="json", exclude_unset=True)
+        merged = merge_patch(current.model_dump(mode="json"), produced)
         return type(current).model_validate(merged)
     except ValidationError as exc:
         raise problem_from(exc) from None
@@ -142,13 +141,3 @@ def _json_kind(python_kind: str) -> str:
         "float": "a number",
         "bool": "a boolean",
     }.get(python_kind, python_kind)
-
-
-def _depth(value: Any, level: int = 0) -> int:
-    if level > _MAX_DEPTH:
-        return level
-    if isinstance(value, Mapping):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level

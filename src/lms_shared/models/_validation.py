@@ -23,14 +23,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from lms_shared.http.problems import validation_errors
 from lms_shared.models._errors import ModelValidationError
 
-__all__ = ["at_most", "not_before", "problem_from", "validate", "validate_json"]
+__all__ = [
+    "at_most",
+    "json_pointer",
+    "not_before",
+    "problem_from",
+    "validate",
+    "validate_json",
+    "validation_errors",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -134,3 +142,40 @@ def validate_json(model: type[M], data: str | bytes) -> M:
         return model.model_validate_json(data)
     except ValidationError as exc:
         raise problem_from(exc) from None
+
+
+# what a URI fragment holds unescaped besides letters and digits (RFC 3986 §3.5)
+_FRAGMENT_SAFE = "!$&'()*+,;=:@-._~?"
+
+
+def json_pointer(parts: Sequence[str]) -> str:
+    """The URI-fragment form of the RFC 6901 pointer to ``parts`` (``#/lessons/0/title``).
+
+    The whole document is ``#``; ``~`` and ``/`` in a token become ``~0``
+    and ``~1``, and characters a fragment cannot hold are percent-encoded
+    (RFC 6901 §6).
+    """
+    if not parts:
+        return "#"
+    return "#/" + "/".join(
+        quote(p.replace("~", "~0").replace("/", "~1"), safe=_FRAGMENT_SAFE) for p in parts
+    )
+
+
+def validation_errors(items: Sequence[Any]) -> list[dict[str, Any]]:
+    """Turn pydantic/FastAPI error dicts into RFC 9457 ``errors`` entries.
+
+    Body locations become JSON pointers (``#/lessons/0/title``); query,
+    path, header and cookie locations become ``parameter`` names.
+    """
+    out: list[dict[str, Any]] = []
+    for err in items:
+        loc = [str(p) for p in err.get("loc", ())]
+        entry: dict[str, Any] = {"detail": err.get("msg", "invalid"), "type": err.get("type")}
+        if loc and loc[0] in {"query", "path", "header", "cookie"}:
+            entry["parameter"] = ".".join(loc[1:]) or loc[0]
+        else:
+            parts = loc[1:] if loc and loc[0] == "body" else loc
+            entry["pointer"] = json_pointer(parts)
+        out.append(entry)
+    return out

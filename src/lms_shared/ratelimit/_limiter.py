@@ -19,40 +19,18 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from lms_shared import errors
 from lms_shared.clock import Clock, SystemClock
-from lms_shared.errors import ProblemError, ServiceUnavailable
 from lms_shared.observability import get_logger
-from lms_shared.ratelimit._policy import Decision, Policy
-from lms_shared.ratelimit._storage import RateLimitStorage, StorageUnavailable, storage_from_url
+from lms_shared.ratelimit._errors import RateLimited, RateLimitUnavailable, StorageUnavailable
+from lms_shared.ratelimit._policy import Decision, Quota
+from lms_shared.ratelimit._standing import CURRENT_STANDING
+from lms_shared.ratelimit._storage import RateLimitStorage, storage_from_url
 from lms_shared.settings import Settings
 
-__all__ = ["RateLimitUnavailable", "RateLimited", "RateLimiter"]
+__all__ = ["RateLimiter"]
 
 _WARN_EVERY = 60.0
 _NEVER = float("-inf")
-
-
-class RateLimited(ProblemError):
-    """429: a client used up its quota; carries ``Retry-After`` and ``RateLimit``.
-
-    Attributes:
-        decision: the refusing decision.
-    """
-
-    code = errors.RATE_LIMITED
-
-    def __init__(self, decision: Decision) -> None:
-        self.decision = decision
-        super().__init__(
-            f"rate limit {decision.policy.name!r} exceeded; retry in {decision.retry_after} s",
-            headers={k.decode(): v.decode() for k, v in decision.headers()},
-        )
-        self.extensions["violated-policies"] = [decision.policy.name]
-
-
-class RateLimitUnavailable(ServiceUnavailable):
-    """503: the rate-limit storage is down and the limiter fails closed."""
 
 
 class RateLimiter:
@@ -119,8 +97,12 @@ class RateLimiter:
             on_error=settings.ratelimit_on_error,
         )
 
-    async def hit(self, key: str, policy: Policy, cost: int = 1) -> Decision:
+    async def hit(self, key: str, policy: Quota, cost: int = 1) -> Decision:
         """Count a request of ``key`` against ``policy`` and say if it is admitted.
+
+        Inside a request, the decision is also recorded in the request's
+        :class:`~lms_shared.ratelimit.Standing`, so the response carries
+        this policy's ``RateLimit`` fields whatever its status.
 
         Args:
             key: the client key (``ip:203.0.113.9``, ``principal:u-42``).
@@ -131,6 +113,13 @@ class RateLimiter:
             ValueError: ``cost`` is negative or above the policy's burst.
             RateLimitUnavailable: the storage failed and ``on_error="deny"``.
         """
+        decision = await self._hit(key, policy, cost)
+        standing = CURRENT_STANDING.get()
+        if standing is not None:
+            standing.record(decision)
+        return decision
+
+    async def _hit(self, key: str, policy: Quota, cost: int) -> Decision:
         if not 0 <= cost <= policy.burst:
             raise ValueError(f"cost must be between 0 and the burst ({policy.burst})")
         if self._down_until != _NEVER:
@@ -153,7 +142,7 @@ class RateLimiter:
             return self._degraded(policy, exc)
         return policy.decide(allowed, tat, used_now, cost)
 
-    def hit_local(self, key: str, policy: Policy, cost: int = 1) -> Decision | None:
+    def hit_local(self, key: str, policy: Quota, cost: int = 1) -> Decision | None:
         """:meth:`hit` without awaiting, when the storage is in-process.
 
         Returns:
@@ -169,9 +158,13 @@ class RateLimiter:
             policy.tolerance_us,
             cost,
         )
-        return policy.decide(allowed, tat, used_now, cost)
+        decision = policy.decide(allowed, tat, used_now, cost)
+        standing = CURRENT_STANDING.get()
+        if standing is not None:
+            standing.record(decision)
+        return decision
 
-    async def check(self, key: str, policy: Policy, *, cost: int = 1) -> Decision:
+    async def check(self, key: str, policy: Quota, *, cost: int = 1) -> Decision:
         """:meth:`hit`, raising :class:`RateLimited` when refused.
 
         Raises:
@@ -183,11 +176,11 @@ class RateLimiter:
             raise RateLimited(decision)
         return decision
 
-    async def peek(self, key: str, policy: Policy) -> Decision:
+    async def peek(self, key: str, policy: Quota) -> Decision:
         """The standing of ``key`` without counting a request."""
         return await self.hit(key, policy, cost=0)
 
-    async def reset(self, key: str, policy: Policy) -> None:
+    async def reset(self, key: str, policy: Quota) -> None:
         """Make ``key``'s quota whole again (after a successful login, say)."""
         await self.storage.reset(f"{self.namespace}{policy.name}:{key}")
 
@@ -203,7 +196,7 @@ class RateLimiter:
         """Readiness: raise when the storage does not answer."""
         await self.storage.ping()
 
-    def _degraded(self, policy: Policy, exc: StorageUnavailable | None) -> Decision:
+    def _degraded(self, policy: Quota, exc: StorageUnavailable | None) -> Decision:
         monotonic = self.clock.monotonic()
         if exc is not None and monotonic - self._last_warning >= _WARN_EVERY:
             self._last_warning = monotonic

@@ -1,6 +1,6 @@
 """Rates, policies and decisions, and their IETF ``RateLimit`` header values.
 
-A :class:`Policy` is a named quota: ``Policy("login", Rate.parse("5/minute"))``.
+A :class:`Quota` is a named quota: ``Quota("login", Rate.parse("5/minute"))``.
 It is enforced with GCRA (the generic cell rate algorithm): each client
 key has one stored number, the *theoretical arrival time* (TAT). A request
 costs ``interval = period / limit``; it is admitted when the TAT it would
@@ -13,9 +13,11 @@ doubles in Redis) computes exactly the same thing.
 
 The headers follow draft-ietf-httpapi-ratelimit-headers (structured
 fields): ``RateLimit-Policy: "login";q=5;w=60`` describes the quota and
-``RateLimit: "login";r=2;t=36`` the client's standing: ``r`` requests
-left, ``t`` seconds until the quota is whole again (or, when refused,
-until the next request is admitted, matching ``Retry-After``).
+``RateLimit: "login";r=2;t=12`` the client's standing: ``r`` requests
+left, ``t`` seconds until more quota is made available (draft -10 and
+later: with GCRA that is the next request's worth, not the whole quota;
+when refused it matches ``Retry-After``). A response lists every policy
+that applied to its request (:class:`~lms_shared.ratelimit.Standing`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import NamedTuple
 from lms_shared.errors import SettingsError
 from lms_shared.settings import Settings
 
-__all__ = ["Decision", "Policy", "Rate", "default_policy"]
+__all__ = ["Decision", "Quota", "Rate", "default_quota"]
 
 _UNITS = {
     "s": 1,
@@ -46,7 +48,7 @@ _UNITS = {
     "day": 86400,
     "days": 86400,
 }
-_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*([a-z]+)\s*$")
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*([a-z]+)\s*$", re.ASCII)
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MICROS = 1_000_000
 
@@ -85,7 +87,7 @@ class Rate:
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class Quota:
     """A named quota, enforced per client key.
 
     Attributes:
@@ -103,6 +105,7 @@ class Policy:
     tolerance_us: int = field(init=False, repr=False)
     policy_header: bytes = field(init=False, repr=False)
     policy_field: tuple[bytes, bytes] = field(init=False, repr=False)
+    item_prefix: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -117,11 +120,12 @@ class Policy:
         header = f'"{self.name}";q={self.rate.limit};w={self.rate.period}'
         object.__setattr__(self, "policy_header", header.encode())
         object.__setattr__(self, "policy_field", (b"ratelimit-policy", header.encode()))
+        object.__setattr__(self, "item_prefix", f'"{self.name}";r='.encode())
 
     @classmethod
-    def of(cls, rate: str | Rate | Policy, name: str = "default", burst: int = 0) -> Policy:
+    def of(cls, rate: str | Rate | Quota, name: str = "default", burst: int = 0) -> Quota:
         """A policy from a rate string, a :class:`Rate`, or a policy (returned as is)."""
-        if isinstance(rate, Policy):
+        if isinstance(rate, Quota):
             return rate
         return cls(name, rate if isinstance(rate, Rate) else Rate.parse(rate), burst)
 
@@ -129,8 +133,14 @@ class Policy:
         """The decision for a storage answer (admitted?, TAT after, storage's now)."""
         if allowed:
             ahead = tat_us - now_us if tat_us > now_us else 0
-            remaining = (self.tolerance_us - ahead) // self.interval_us
-            return Decision(self, True, remaining if remaining > 0 else 0, -(-ahead // MICROS), 0)
+            if ahead == 0:  # whole: nothing more is to come
+                return Decision(self, True, self.burst, 0, 0)
+            spare = self.tolerance_us - ahead
+            remaining = spare // self.interval_us
+            # seconds until one more request is admitted (draft -10: "until
+            # additional quota is made available"), not until the quota is whole
+            more = self.interval_us - spare % self.interval_us
+            return Decision(self, True, remaining if remaining > 0 else 0, -(-more // MICROS), 0)
         wait = max(tat_us, now_us) + self.interval_us * cost - self.tolerance_us - now_us
         retry = max(1, math.ceil(wait / MICROS))
         return Decision(self, False, 0, retry, retry)
@@ -143,13 +153,13 @@ class Decision(NamedTuple):
         policy: the policy checked.
         allowed: whether the request is admitted.
         remaining: requests left right now (``r``).
-        reset: seconds until the quota is whole again; when refused,
-            seconds until the next request is admitted (``t``).
+        reset: seconds until one more request is admitted (``t``; 0 when
+            the quota is whole); when refused, until this one would be.
         retry_after: seconds to wait when refused (``Retry-After``), else 0.
         degraded: admitted without a check because the storage failed.
     """
 
-    policy: Policy
+    policy: Quota
     allowed: bool
     remaining: int
     reset: int
@@ -159,7 +169,7 @@ class Decision(NamedTuple):
     @property
     def header(self) -> bytes:
         """The ``RateLimit`` field value, ``"name";r=..;t=..``."""
-        return f'"{self.policy.name}";r={self.remaining};t={self.reset}'.encode()
+        return self.policy.item_prefix + b"%d;t=%d" % (self.remaining, self.reset)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """``RateLimit``, ``RateLimit-Policy`` and, when refused, ``Retry-After``."""
@@ -169,7 +179,7 @@ class Decision(NamedTuple):
         return out
 
 
-def default_policy(settings: Settings) -> Policy | None:
+def default_quota(settings: Settings) -> Quota | None:
     """The ``default`` policy of ``LMS_RATELIMIT_DEFAULT`` (``None`` when unset).
 
     Raises:
@@ -178,6 +188,6 @@ def default_policy(settings: Settings) -> Policy | None:
     if not settings.ratelimit_default:
         return None
     try:
-        return Policy.of(settings.ratelimit_default)
+        return Quota.of(settings.ratelimit_default)
     except ValueError as exc:
         raise SettingsError([("LMS_RATELIMIT_DEFAULT", str(exc))]) from None

@@ -15,8 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from lms_shared.errors import SettingsError
-from lms_shared.ratelimit._storage import StorageUnavailable
-from lms_shared.settings import redact_url
+from lms_shared.ratelimit._errors import StorageUnavailable
+from lms_shared.redaction import redact_url
 
 __all__ = ["GCRA_SCRIPT", "RedisStorage"]
 

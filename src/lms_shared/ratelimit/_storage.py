@@ -24,13 +24,9 @@ import importlib
 from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from lms_shared.errors import LmsError, SettingsError
+from lms_shared.errors import SettingsError
 
-__all__ = ["BACKENDS", "RateLimitStorage", "StorageUnavailable", "storage_from_url"]
-
-
-class StorageUnavailable(LmsError):
-    """The rate-limit storage could not be reached or answered badly."""
+__all__ = ["BACKENDS", "RateLimitStorage", "storage_from_url"]
 
 
 @runtime_checkable

@@ -16,6 +16,8 @@ value:
   ``guest:guest@``);
 * ``LMS_TRUSTED_PROXIES`` trusts every address (``0.0.0.0/0``), which
   lets any client forge its address.
+* ``LMS_ALLOWED_HOSTS`` is unset or ``*``: the service would answer for
+  any ``Host`` a client names.
 
 Outside production the same findings can be listed with
 :func:`insecure_settings` (the ``settings`` CLI may show them as warnings).
@@ -123,6 +125,25 @@ def insecure_settings(
                 reason = _url_weakness(str(url))
                 if reason:
                     problems.append((variable, f"entry {index} {reason}"))
+    if settings.ratelimit_url is None:
+        problems.append(
+            (
+                "LMS_RATELIMIT_URL",
+                "is required in production: in-memory rate limits count per process "
+                "(set a redis:// URL shared by the instances)",
+            )
+        )
+    hosts = [host.strip() for host in settings.allowed_hosts]
+    if not hosts:
+        problems.append(
+            (
+                "LMS_ALLOWED_HOSTS",
+                "is required in production: name the hosts clients reach the service by "
+                '(a JSON list such as ["api.example.org"]); other hosts get a 400 problem',
+            )
+        )
+    elif "*" in hosts:
+        problems.append(("LMS_ALLOWED_HOSTS", "'*' answers for any Host: name the hosts"))
     for entry in settings.trusted_proxies:
         try:
             network = ipaddress.ip_network(entry, strict=False)

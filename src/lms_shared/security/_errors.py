@@ -21,10 +21,11 @@ Nothing here ever carries a plaintext, a key or a secret in its message.
 
 from __future__ import annotations
 
-from lms_shared.errors import LmsError, ProblemError, SettingsError, error_code
+from lms_shared.errors import ErrorCode, LmsError, ProblemError, SettingsError
 
 __all__ = [
     "INVALID_WEBHOOK_SIGNATURE",
+    "PROBLEMS",
     "DecryptionError",
     "InsecureSettingsError",
     "PasswordHashError",
@@ -37,9 +38,10 @@ __all__ = [
     "WebhookSignatureError",
 ]
 
-INVALID_WEBHOOK_SIGNATURE = error_code(
-    "invalid-webhook-signature", 400, "Webhook signature invalid"
-)
+INVALID_WEBHOOK_SIGNATURE = ErrorCode("invalid-webhook-signature", 400, "Webhook signature invalid")
+
+PROBLEMS: tuple[ErrorCode, ...] = (INVALID_WEBHOOK_SIGNATURE,)
+"""The problem codes of this module, for the service's catalogue."""
 
 
 class SecurityError(LmsError):

@@ -20,7 +20,7 @@ import ipaddress
 
 import httpx
 
-from lms_shared.security._urls import UrlGuard
+from lms_shared.security.urls import UrlGuard
 
 __all__ = ["GuardedTransport"]
 

@@ -44,8 +44,10 @@ class FakeIdentity:
     Args:
         issuer: the ``iss`` of its tokens.
         alg: the signing algorithm (ES256: key generation is instant).
-        clock: the clock of ``iat``/``exp``; share the service's
-            :class:`~lms_shared.testing.ManualClock` to test expiry.
+        clock: the clock of ``iat``/``exp``. Left out, it is the system
+            clock until :meth:`install`, which adopts the service's clock
+            (a :class:`~lms_shared.testing.ManualClock` the service was built
+            with then also dates the tokens, so expiry tests agree).
         ttl: default token lifetime in seconds.
     """
 
@@ -59,6 +61,7 @@ class FakeIdentity:
     ) -> None:
         self.issuer = issuer
         self.clock = clock or SystemClock()
+        self._follows_service = clock is None
         self.signer = TokenSigner(issuer, [SigningKey.generate(alg)], clock=self.clock, ttl=ttl)
         self.audiences: list[str] = []
 
@@ -125,7 +128,12 @@ class FakeIdentity:
         return TokenVerifier(config, self.keys(), clock=self.clock)
 
     def install(self, service: Service) -> None:
-        """Make ``service`` trust these tokens and mint its outgoing service tokens here."""
+        """Make ``service`` trust these tokens and mint its outgoing service tokens here.
+
+        Without a clock of its own, it takes the service's from now on.
+        """
+        if self._follows_service:
+            self.clock = self.signer.clock = service.clock
         service.auth.use_keys(self.keys(), issuer=self.issuer)
         me = Principal(
             subject=service.name,

@@ -34,6 +34,7 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lms_shared.db import Database, DatabaseConfig, parse_database_url
+from lms_shared.testing._servers import server_missing
 
 __all__ = [
     "DEFAULT_POSTGRES_URL",
@@ -99,14 +100,10 @@ def postgres_unreachable(url: str, *, timeout: float = 1.0) -> str | None:
 
 def postgres_url() -> str:
     """The test PostgreSQL server's URL; skips (or fails under ``CI=true``) when absent."""
-    import pytest  # noqa: PLC0415 (this module is importable without pytest)
-
     url = os.environ.get("LMS_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     reason = postgres_unreachable(url)
     if reason is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{reason}; CI=true requires it")
-        pytest.skip(f"{reason}; set LMS_TEST_POSTGRES_URL")
+        server_missing(f"{reason}; set LMS_TEST_POSTGRES_URL")
     return url
 
 

@@ -13,6 +13,24 @@ from lms_shared.testing._clock import ManualClock
 from lms_shared.testing._logs import CapturedLogs, capture_logs
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Put pytest-asyncio in ``auto`` mode unless the project chose a mode itself.
+
+    So that ``pip install 'lms-shared[testing]'`` is enough for a new
+    project's first ``async def test_...`` to run.
+    """
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return
+    # what the configuration files (and -o) set; pytest 9 keeps it in _inicfg
+    # and deprecates the public inicfg, which older versions have instead
+    configured = getattr(config, "_inicfg", None)
+    if configured is None:
+        configured = config.inicfg
+    chosen = config.getoption("asyncio_mode", None) is not None or "asyncio_mode" in configured
+    if not chosen:
+        config.option.asyncio_mode = "auto"
+
+
 @pytest.fixture
 def manual_clock() -> ManualClock:
     """A :class:`ManualClock` starting at 2026-01-01 UTC."""
