@@ -1,0 +1,486 @@
+"""The bus's SQL stores: outbox, inbox and dead letters in the service's database.
+
+Imported only by services that keep events in their database (it imports
+SQLAlchemy; ``lms_shared.events`` does not). On SQLite and PostgreSQL::
+
+    from lms_shared.events.sql import event_tables
+
+    event_tables(Base.metadata)               # the three tables, in the service's migrations
+    service.events.use_database(service.db)   # SqlOutbox, SqlInbox, SqlDeadLetterStore
+
+Tables (names overridable):
+
+* ``lms_event_outbox``: events written in a business transaction, waiting
+  for the relay; deleted once the broker confirmed them.
+* ``lms_event_inbox``: ``(consumer_group, event_id)`` of every handled
+  event; :meth:`SqlInbox.purge` forgets old ones.
+* ``lms_dead_letters``: given-up events, whole, with why.
+
+Each store takes the service's :class:`~lms_shared.db.Database` (the inbox
+then runs handlers in its units of work, so a handler's own
+``service.db.transaction()`` joins the inbox's) or a bare ``AsyncEngine``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+import orjson
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Insert,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from lms_shared.clock import Clock, SystemClock
+from lms_shared.db import UtcDateTime
+from lms_shared.events._dead_letters import DeadLetter, DeadLetterQuery
+from lms_shared.events._errors import DeadLetterStoreUnavailable
+from lms_shared.events._inbox import DuplicateDelivery, InboxEntry
+from lms_shared.events._outbox import Publish
+from lms_shared.events._transport import Message
+from lms_shared.observability import get_logger
+
+__all__ = [
+    "DEAD_LETTER_TABLE",
+    "INBOX_TABLE",
+    "OUTBOX_TABLE",
+    "SqlDeadLetterStore",
+    "SqlInbox",
+    "SqlOutbox",
+    "create_event_tables",
+    "dead_letter_table",
+    "event_tables",
+    "inbox_table",
+    "outbox_table",
+]
+
+OUTBOX_TABLE: Final = "lms_event_outbox"
+INBOX_TABLE: Final = "lms_event_inbox"
+DEAD_LETTER_TABLE: Final = "lms_dead_letters"
+
+_WAKERS = "lms_outbox_wakers"
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid
+
+
+def outbox_table(metadata: MetaData, name: str = OUTBOX_TABLE) -> Table:
+    """The outbox table on ``metadata`` (for the service's migrations)."""
+    return Table(
+        name,
+        metadata,
+        Column("seq", _SEQ, primary_key=True, autoincrement=True),
+        Column("event_id", String(255), nullable=False),
+        Column("event_type", String(255), nullable=False),
+        Column("attributes", Text, nullable=False),
+        Column("data", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+    )
+
+
+def inbox_table(metadata: MetaData, name: str = INBOX_TABLE) -> Table:
+    """The inbox table on ``metadata``."""
+    return Table(
+        name,
+        metadata,
+        Column("consumer_group", String(64), primary_key=True),
+        Column("event_id", String(255), primary_key=True),
+        Column("handled_at", UtcDateTime, nullable=False, index=True),
+    )
+
+
+def dead_letter_table(metadata: MetaData, name: str = DEAD_LETTER_TABLE) -> Table:
+    """The dead-letter table on ``metadata``."""
+    return Table(
+        name,
+        metadata,
+        Column("id", String(32), primary_key=True),
+        Column("consumer_group", String(64), nullable=False, index=True),
+        Column("handler", String(300), nullable=True),
+        Column("reason", String(40), nullable=False),
+        Column("error", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("event_id", String(255), nullable=False),
+        Column("event_type", String(255), nullable=False, index=True),
+        Column("trace_id", String(32), nullable=True),
+        Column("dead_at", UtcDateTime, nullable=False, index=True),
+        Column("attributes", Text, nullable=False),
+        Column("data", LargeBinary, nullable=False),
+    )
+
+
+def event_tables(metadata: MetaData) -> tuple[Table, Table, Table]:
+    """The outbox, inbox and dead-letter tables on ``metadata``, with their default names."""
+    return outbox_table(metadata), inbox_table(metadata), dead_letter_table(metadata)
+
+
+class _HasEngine(Protocol):
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+
+Database = AsyncEngine | _HasEngine
+
+
+def _engine(database: Database) -> AsyncEngine:
+    return database if isinstance(database, AsyncEngine) else database.engine
+
+
+async def create_event_tables(database: Database, metadata: MetaData | None = None) -> None:
+    """Create the three tables if missing (tests, tools; services migrate)."""
+    metadata = metadata or MetaData()
+    if not metadata.tables:
+        event_tables(metadata)
+    async with _engine(database).begin() as conn:
+        await conn.run_sync(lambda sync: metadata.create_all(sync, checkfirst=True))
+
+
+def _insert_ignore(dialect: str, table: Table) -> Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"the event stores support SQLite and PostgreSQL, not {dialect}")
+
+
+def _attributes(message: Message) -> str:
+    return orjson.dumps(dict(message.attributes)).decode()
+
+
+def _message(attributes: str, data: bytes | None) -> Message:
+    loaded = orjson.loads(attributes)
+    if not isinstance(loaded, dict):
+        raise ValueError("stored attributes are not a JSON object")
+    return Message(loaded, bytes(data or b""))
+
+
+class SqlOutbox:
+    """The outbox in a table of the service's database.
+
+    Args:
+        database: the service's :class:`~lms_shared.db.Database` or an
+            ``AsyncEngine`` (the relay reads and deletes through it).
+        table: the table from :func:`outbox_table`; the default name on a
+            private ``MetaData`` otherwise.
+        clock: stamps ``created_at``.
+    """
+
+    def __init__(
+        self, database: Database, *, table: Table | None = None, clock: Clock | None = None
+    ) -> None:
+        self._database = database
+        self.table = table if table is not None else outbox_table(MetaData())
+        self.clock: Clock = clock or SystemClock()
+        self._log = get_logger("lms.events.outbox")
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine the relay goes through."""
+        return _engine(self._database)
+
+    async def add(
+        self, tx: Any, messages: Sequence[Message], *, on_commit: Callable[[], None]
+    ) -> None:
+        """Insert ``messages`` in ``tx`` (an ``AsyncSession`` or ``AsyncConnection``).
+
+        Raises:
+            TypeError: ``tx`` is neither.
+        """
+        if isinstance(tx, AsyncSession):
+            target: Any = tx.sync_session
+            hook = "after_commit"
+            info = tx.info
+        elif isinstance(tx, AsyncConnection):
+            target = tx.sync_connection
+            hook = "commit"
+            info = tx.info
+        else:
+            raise TypeError(
+                f"outbox= takes the transaction's AsyncSession, not {type(tx).__name__}"
+            )
+        wakers: set[Callable[[], None]] = info.setdefault(_WAKERS, set())
+        if on_commit not in wakers:
+            wakers.add(on_commit)
+            event.listen(target, hook, lambda *_: on_commit())
+        now = self.clock.now()
+        rows = [
+            {
+                "event_id": message.id,
+                "event_type": message.type,
+                "attributes": _attributes(message),
+                "data": message.data,
+                "created_at": now,
+            }
+            for message in messages
+        ]
+        await tx.execute(insert(self.table), rows)
+
+    async def relay(self, publish: Publish, *, limit: int) -> int:
+        """Publish the oldest rows, then delete them, in one transaction.
+
+        On PostgreSQL the rows are locked (``FOR UPDATE SKIP LOCKED``), so
+        relays of several instances share the work without publishing a
+        row twice; on SQLite two processes may both publish a row (the
+        inbox absorbs it).
+        """
+        t = self.table
+        async with self.engine.begin() as conn:
+            statement = select(t).order_by(t.c.seq).limit(limit)
+            if conn.dialect.name == "postgresql":
+                statement = statement.with_for_update(skip_locked=True)
+            rows = (await conn.execute(statement)).all()
+            if not rows:
+                return 0
+            messages: list[Message] = []
+            for row in rows:
+                try:
+                    messages.append(_message(row.attributes, row.data))
+                except (ValueError, TypeError) as exc:
+                    self._log.error(
+                        "unreadable outbox row removed", seq=row.seq, error=str(exc)[:300]
+                    )
+            if messages:
+                await publish(messages)
+            await conn.execute(delete(t).where(t.c.seq.in_([row.seq for row in rows])))
+        return len(rows)
+
+    async def pending(self) -> int:
+        """How many rows wait for the relay."""
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(self.table)) or 0)
+
+
+class _HasTransaction(Protocol):
+    def transaction(self, *, tenant: str | None = None) -> AbstractAsyncContextManager[Any]: ...
+
+
+class SqlInbox:
+    """Handled events in a table of the service's database.
+
+    With a :class:`~lms_shared.db.Database`, each handler runs in one of its
+    units of work (``database.transaction(tenant=...)``, scoped to the
+    event's tenant), so the handler's own ``service.db.transaction()`` and
+    ``run()`` calls join it and commit with the record.
+
+    Args:
+        database: the service's database, or an ``AsyncEngine``.
+        table: the table from :func:`inbox_table`.
+        clock: stamps ``handled_at``.
+    """
+
+    def __init__(
+        self, database: Database, *, table: Table | None = None, clock: Clock | None = None
+    ) -> None:
+        self._database = database
+        self.table = table if table is not None else inbox_table(MetaData())
+        self.clock: Clock = clock or SystemClock()
+
+    def process(
+        self, group: str, event_id: str, *, tenant: str | None = None
+    ) -> AbstractAsyncContextManager[InboxEntry]:
+        """See :meth:`lms_shared.events.Inbox.process` (``tx`` is an ``AsyncSession``)."""
+        return self._process(group, event_id, tenant)
+
+    @asynccontextmanager
+    async def _process(
+        self, group: str, event_id: str, tenant: str | None
+    ) -> AsyncIterator[InboxEntry]:
+        t = self.table
+        where = and_(t.c.consumer_group == group, t.c.event_id == event_id)
+        async with self._unit(tenant) as tx:
+            if await tx.scalar(select(t.c.event_id).where(where)) is not None:
+                yield InboxEntry(duplicate=True, tx=tx)
+                return
+            yield InboxEntry(duplicate=False, tx=tx)
+            statement = _insert_ignore(tx.get_bind().dialect.name, t).values(
+                consumer_group=group, event_id=event_id, handled_at=self.clock.now()
+            )
+            inserted = await tx.execute(statement.returning(t.c.event_id))
+            if inserted.first() is None:  # a racing delivery recorded it: undo this one
+                raise DuplicateDelivery(group, event_id)
+
+    @asynccontextmanager
+    async def _unit(self, tenant: str | None) -> AsyncIterator[AsyncSession]:
+        database = self._database
+        if isinstance(database, AsyncEngine):
+            async with (
+                AsyncSession(database, expire_on_commit=False) as session,
+                session.begin(),
+            ):
+                yield session
+            return
+        units: _HasTransaction = database  # type: ignore[assignment]
+        async with units.transaction(tenant=tenant) as session:
+            yield session
+
+    async def was_handled(self, group: str, event_id: str) -> bool:
+        """Whether ``group`` has handled ``event_id``."""
+        t = self.table
+        async with _engine(self._database).connect() as conn:
+            found = await conn.scalar(
+                select(t.c.event_id).where(t.c.consumer_group == group, t.c.event_id == event_id)
+            )
+        return found is not None
+
+    async def purge(self, before: datetime) -> int:
+        """Forget events handled before ``before``; returns how many.
+
+        An event redelivered after its record is gone is handled again:
+        keep records longer than any redelivery can take (days).
+        """
+        t = self.table
+        async with _engine(self._database).begin() as conn:
+            result = await conn.execute(delete(t).where(t.c.handled_at < before.astimezone(UTC)))
+        return int(result.rowcount or 0)
+
+
+class SqlDeadLetterStore:
+    """Dead letters in a table of the service's database.
+
+    Every method raises :class:`DeadLetterStoreUnavailable` when the
+    database fails (the bus then leaves the event with the broker).
+
+    Args:
+        database: the service's database, or an ``AsyncEngine``.
+        table: the table from :func:`dead_letter_table`.
+    """
+
+    def __init__(self, database: Database, *, table: Table | None = None) -> None:
+        self._database = database
+        self.table = table if table is not None else dead_letter_table(MetaData())
+
+    @asynccontextmanager
+    async def _conn(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        engine = _engine(self._database)
+        try:
+            if write:
+                async with engine.begin() as conn:
+                    yield conn
+            else:
+                async with engine.connect() as conn:
+                    yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            raise DeadLetterStoreUnavailable(f"the dead-letter table failed ({reason})") from exc
+
+    async def add(self, letter: DeadLetter) -> None:
+        """Keep ``letter``."""
+        async with self._conn(write=True) as conn:
+            await conn.execute(
+                insert(self.table).values(
+                    id=letter.id,
+                    consumer_group=letter.group,
+                    handler=letter.handler,
+                    reason=letter.reason,
+                    error=letter.error,
+                    attempts=letter.attempts,
+                    event_id=letter.event_id[:255],
+                    event_type=letter.event_type[:255],
+                    trace_id=letter.trace_id,
+                    dead_at=letter.dead_at,
+                    attributes=_attributes(letter.message),
+                    data=letter.message.data,
+                )
+            )
+
+    async def get(self, letter_id: str) -> DeadLetter | None:
+        """The letter with this id, or ``None``."""
+        async with self._conn(write=False) as conn:
+            statement = select(self.table).where(self.table.c.id == letter_id)
+            row = (await conn.execute(statement)).first()
+        return None if row is None else _letter(row)
+
+    async def list(
+        self, query: DeadLetterQuery | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The selected letters, oldest first."""
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        if offset < 0:
+            raise ValueError("offset must not be negative")
+        t = self.table
+        statement = (
+            select(t)
+            .where(*self._where(query or DeadLetterQuery()))
+            .order_by(t.c.dead_at, t.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self._conn(write=False) as conn:
+            rows = (await conn.execute(statement)).all()
+        return [_letter(row) for row in rows]
+
+    async def count(self, query: DeadLetterQuery | None = None) -> int:
+        """How many letters ``query`` selects."""
+        t = self.table
+        where = self._where(query or DeadLetterQuery())
+        statement = select(func.count()).select_from(t).where(*where)
+        async with self._conn(write=False) as conn:
+            return int(await conn.scalar(statement) or 0)
+
+    async def delete(self, letter_ids: Sequence[str]) -> int:
+        """Remove these letters; returns how many existed."""
+        ids = list(dict.fromkeys(letter_ids))
+        removed = 0
+        async with self._conn(write=True) as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                result = await conn.execute(delete(self.table).where(self.table.c.id.in_(chunk)))
+                removed += int(result.rowcount or 0)
+        return removed
+
+    async def purge(self, query: DeadLetterQuery) -> int:
+        """Remove every letter ``query`` selects; returns how many."""
+        async with self._conn(write=True) as conn:
+            result = await conn.execute(delete(self.table).where(*self._where(query)))
+        return int(result.rowcount or 0)
+
+    def _where(self, query: DeadLetterQuery) -> builtins.list[ColumnElement[bool]]:
+        t = self.table
+        where: builtins.list[ColumnElement[bool]] = []
+        if query.type is not None:
+            where.append(t.c.event_type == query.type)
+        if query.group is not None:
+            where.append(t.c.consumer_group == query.group)
+        if query.reason is not None:
+            where.append(t.c.reason == query.reason)
+        if query.since is not None:
+            where.append(t.c.dead_at >= query.since)
+        if query.until is not None:
+            where.append(t.c.dead_at < query.until)
+        if query.ids is not None:
+            where.append(t.c.id.in_(list(query.ids)))
+        return where
+
+
+def _letter(row: Any) -> DeadLetter:
+    return DeadLetter(
+        id=row.id,
+        group=row.consumer_group,
+        handler=row.handler,
+        reason=row.reason,
+        error=row.error,
+        attempts=int(row.attempts),
+        message=_message(row.attributes, row.data),
+        trace_id=row.trace_id,
+        dead_at=row.dead_at,
+    )

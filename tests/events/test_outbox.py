@@ -1,0 +1,264 @@
+"""The transactional outbox on SQLite and PostgreSQL: committed means published, once confirmed.
+
+The relay here sweeps once an hour of a ManualClock that never moves, so
+every delivery in these tests comes from the commit waking it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from sqlalchemy import text
+
+from lms_shared.db import Database
+from lms_shared.events import (
+    EventBus,
+    MemoryInbox,
+    MemoryTransport,
+    Message,
+    PublishFailed,
+)
+from lms_shared.events.sql import SqlOutbox
+from lms_shared.testing import ManualClock
+from lms_shared.testing._events import EventRecorder
+
+from ._bus_models import CoursePublished
+from ._sql_support import backend, same_database, sql_db, sql_schema, sql_url
+
+__all__ = ["backend", "sql_db", "sql_schema", "sql_url"]  # fixtures used by name
+
+HOUR = 3600.0
+
+
+def course(title: str) -> CoursePublished:
+    return CoursePublished(course_id=uuid.uuid4(), title=title)
+
+
+def make_bus(db: Database, transport: MemoryTransport, clock: ManualClock) -> EventBus:
+    bus = EventBus(
+        transport,
+        source="/courses",
+        group="courses",
+        clock=clock,
+        relay_sweep=HOUR,
+        inbox=MemoryInbox(),
+    )
+    bus.use_database(db, inbox=False)
+    bus.publishes(CoursePublished)
+    return bus
+
+
+async def pending(db: Database) -> int:
+    return await SqlOutbox(db).pending()
+
+
+async def test_an_event_is_published_after_its_transaction_commits_and_not_before(
+    sql_db: Database,
+) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    titles: list[str] = []
+
+    @bus.subscribe(CoursePublished, group="search")
+    async def index(event: CoursePublished) -> None:
+        titles.append(event.title)
+
+    recorder = EventRecorder(bus)
+    await bus.start()
+    try:
+        async with sql_db.transaction() as tx:
+            await tx.execute(text("SELECT 1"))
+            sent = await bus.publish(course("Rust"), outbox=tx)
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert transport.published == []  # not before the commit
+        await recorder.settled(sent.id)  # the commit woke the relay
+        assert titles == ["Rust"]
+        [message] = transport.published
+        assert dict(message.attributes) == sent.attributes()  # trace context and all
+        assert await bus.flush() == 0  # waits for the relay's transaction to end
+        assert await pending(sql_db) == 0  # done once the broker confirmed
+        assert clock.monotonic() == 0  # no sweep, no poll: the clock never moved
+    finally:
+        await bus.stop()
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(sql_db: Database) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    await bus.start()
+    try:
+
+        async def change_that_fails() -> None:
+            async with sql_db.transaction() as tx:
+                await bus.publish([course("a"), course("b")], outbox=tx)
+                raise RuntimeError("the business change failed")
+
+        with pytest.raises(RuntimeError, match="failed"):
+            await change_that_fails()
+        assert await bus.flush() == 0
+        assert await pending(sql_db) == 0
+        assert transport.published == []
+    finally:
+        await bus.stop()
+
+
+async def test_after_a_relay_crash_a_restart_delivers_exactly_what_was_committed(
+    sql_db: Database,
+) -> None:
+    clock = ManualClock()
+    down = MemoryTransport(clock)
+    first = make_bus(sql_db, down, clock)
+    await first.start()
+    down.reachable = False  # the broker goes away: the relay cannot publish
+    committed: list[str] = []
+    for title in ("a", "b", "c", "rolled-back", "d"):
+        try:
+            async with sql_db.transaction() as tx:
+                event = await first.publish(course(title), outbox=tx)
+                if title == "rolled-back":
+                    raise RuntimeError("undo")
+                committed.append(event.id)
+        except RuntimeError:
+            pass
+    relay = first.relay
+    assert relay is not None
+    for _ in range(50):
+        if relay.failures:
+            break
+        await asyncio.sleep(0.01)
+    assert relay.failures >= 1
+    assert "unreachable" in (relay.last_error or "")
+    # the process dies: nothing is flushed, the rows stay in the outbox
+    assert relay._task is not None
+    relay._task.cancel()
+    await asyncio.gather(relay._task, return_exceptions=True)
+    assert await pending(sql_db) == 4
+
+    restarted_db = same_database(sql_db)
+    clock2 = ManualClock()
+    up = MemoryTransport(clock2)
+    second = make_bus(restarted_db, up, clock2)
+    seen: list[str] = []
+
+    @second.subscribe(CoursePublished, group="search")
+    async def index(event: CoursePublished) -> None:
+        seen.append(event.title)
+
+    recorder = EventRecorder(second)
+    await second.start()  # the relay publishes what is pending at once
+    try:
+        await recorder.wait_for(lambda o: len(o) == 4)
+        assert [m.id for m in up.published] == committed  # in commit order
+        assert seen == ["a", "b", "c", "d"]
+        assert await second.flush() == 0
+        assert await pending(restarted_db) == 0
+    finally:
+        await second.stop()
+        await restarted_db.stop()
+        down.reachable = True
+        await first.stop()
+
+
+class ConfirmsThenCrashes(MemoryTransport):
+    """Stores the messages, then fails as if the process died before deleting the rows."""
+
+    crashes = 1
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        await super().publish(messages)
+        if self.crashes:
+            self.crashes -= 1
+            raise PublishFailed("the connection dropped after the broker stored the batch")
+
+
+async def test_a_crash_between_confirm_and_delete_duplicates_and_the_inbox_absorbs_it(
+    sql_db: Database,
+) -> None:
+    clock = ManualClock(auto_advance=True)  # the relay's backoff passes at once
+    transport = ConfirmsThenCrashes(clock)
+    bus = make_bus(sql_db, transport, clock)
+    effects: list[str] = []
+
+    @bus.subscribe(CoursePublished, group="search")
+    async def index(event: CoursePublished) -> None:
+        effects.append(event.title)
+
+    recorder = EventRecorder(bus)
+    await bus.start()
+    try:
+        async with sql_db.transaction() as tx:
+            sent = await bus.publish(course("once"), outbox=tx)
+        await recorder.wait_for(lambda o: len(o) == 2)
+        assert [m.id for m in transport.published] == [sent.id, sent.id]  # at least once
+        assert sorted(o.result for o in recorder.outcomes) == ["duplicate", "handled"]
+        assert effects == ["once"]  # effect exactly once
+        assert await bus.flush() == 0
+        assert await pending(sql_db) == 0
+    finally:
+        await bus.stop()
+
+
+async def test_the_outbox_takes_only_a_unit_of_work(sql_db: Database) -> None:
+    clock = ManualClock()
+    bus = make_bus(sql_db, MemoryTransport(clock), clock)
+    with pytest.raises(TypeError, match="AsyncSession"):
+        await bus.publish(course("x"), outbox="not a transaction")
+
+
+async def test_stop_publishes_what_is_pending(sql_db: Database) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    await bus.start()
+    while clock.sleepers == 0:  # the relay did its first flush and sleeps until a sweep
+        await asyncio.sleep(0)
+    # rows written by another process (no commit hook here), found by the last flush
+    other = make_bus(same_database(sql_db), MemoryTransport(clock), clock)
+    try:
+        async with sql_db.transaction() as tx:
+            await other.publish(course("late"), outbox=tx)
+    finally:
+        await other.stop()
+    assert await pending(sql_db) == 1
+    await bus.stop()
+    assert [m.type for m in transport.published] == [CoursePublished.event_type()]
+    assert await pending(sql_db) == 0
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_relays_of_two_instances_share_the_rows_without_duplicates(
+    sql_db: Database,
+) -> None:
+    # PostgreSQL only: FOR UPDATE SKIP LOCKED; on SQLite two processes' relays
+    # may both publish a row (the inbox absorbs it)
+    clock = ManualClock()
+    writer = make_bus(sql_db, MemoryTransport(clock), clock)
+    for start in range(0, 200, 50):
+        async with sql_db.transaction() as tx:
+            await writer.publish([course(str(n)) for n in range(start, start + 50)], outbox=tx)
+    a, b = MemoryTransport(clock), MemoryTransport(clock)
+    await a.start()
+    await b.start()
+    second_db = same_database(sql_db)
+    try:
+        outbox_a, outbox_b = SqlOutbox(sql_db), SqlOutbox(second_db)
+        while await pending(sql_db):
+            await asyncio.gather(
+                outbox_a.relay(a.publish, limit=20), outbox_b.relay(b.publish, limit=20)
+            )
+        ids = [m.id for m in a.published] + [m.id for m in b.published]
+        assert len(ids) == 200 == len(set(ids))
+        assert a.published
+        assert b.published
+    finally:
+        await a.stop()
+        await b.stop()
+        await second_db.stop()
