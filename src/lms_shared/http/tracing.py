@@ -1,0 +1,101 @@
+"""The server span of each request: W3C Trace Context in, one SERVER span, names by route.
+
+The outermost middleware (after forwarding headers are settled), so the
+access log line, the problem handlers and every span the route opens are
+inside it. Incoming ``traceparent``/``tracestate`` (or B3) continue the
+caller's trace; invalid ones start a new trace, as the W3C text says
+(:mod:`lms_shared.observability._tracecontext`). The span is named
+``METHOD /route/{template}`` once routing is known (never the raw path:
+bounded cardinality), with the OpenTelemetry HTTP semantic-convention
+attributes; a 5xx sets its status to error.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from lms_shared.http.request import route_template
+from lms_shared.observability._tracing import Tracing
+from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["TracingMiddleware"]
+
+_READ = frozenset(
+    {
+        b"traceparent",
+        b"tracestate",
+        b"baggage",
+        b"b3",
+        b"x-b3-traceid",
+        b"x-b3-spanid",
+        b"x-b3-sampled",
+        b"x-b3-flags",
+    }
+)
+_MAX_VALUES = 8  # a header repeated more often is not read further (bounded)
+
+
+class TracingMiddleware:
+    """Open a SERVER span around each HTTP request.
+
+    Args:
+        app: the wrapped ASGI app.
+        tracing: the service's tracing.
+    """
+
+    def __init__(self, app: ASGIApp, *, tracing: Tracing) -> None:
+        self.app = app
+        self.tracing = tracing
+        self.tracer = tracing.tracer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier: dict[str, list[str]] = {}
+        for name, value in scope["headers"]:
+            if name in _READ:
+                values = carrier.setdefault(name.decode(), [])
+                if len(values) < _MAX_VALUES:
+                    values.append(value.decode("latin-1"))
+        parent = self.tracing.propagator.extract(carrier) if carrier else otel_context.Context()
+        method = scope["method"]
+        span = self.tracer.start_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            with self.tracing.activate():
+                await self.app(scope, receive, send_wrapper)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            route = route_template(scope)
+            if route is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+            if status:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+            span.end()
+            otel_context.detach(token)

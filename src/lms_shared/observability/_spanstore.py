@@ -1,0 +1,251 @@
+"""The embedded span store: finished spans in one SQLite file, shared by a machine's processes.
+
+With ``LMS_TELEMETRY_URL`` unset, each service's spans go to
+``<state_dir>/telemetry/spans.sqlite3``, so ``lms-shared traces show``
+prints a trace across every process of the demo. The exporter runs on the
+span processor's worker thread, never on the event loop, so the standard
+library's ``sqlite3`` is used as is (WAL, a busy timeout); the file keeps
+the newest :data:`DEFAULT_MAX_SPANS` spans.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, StatusCode
+
+__all__ = ["DEFAULT_MAX_SPANS", "SpanRecord", "SpanStore", "SpanStoreExporter", "TraceSummary"]
+
+DEFAULT_MAX_SPANS = 200_000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_id TEXT,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+"""
+_MAX_ATTRIBUTES_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRecord:
+    """One finished span as stored."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    service: str
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float:
+        """How long it took."""
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummary:
+    """One trace in a listing: its root, services, size and span of time."""
+
+    trace_id: str
+    root: str
+    services: tuple[str, ...]
+    spans: int
+    start_ns: int
+    duration_ms: float
+    errors: int
+
+
+def _kind(kind: SpanKind) -> str:
+    return kind.name.lower()
+
+
+class SpanStore:
+    """The spans of one SQLite file.
+
+    Args:
+        path: the database file (made with its folder on first use).
+        max_spans: the newest spans kept.
+    """
+
+    def __init__(self, path: Path, *, max_spans: int = DEFAULT_MAX_SPANS) -> None:
+        self.path = Path(path)
+        self.max_spans = max_spans
+        self._local = threading.local()
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path) -> SpanStore:
+        """The store of a state folder (``<state_dir>/telemetry/spans.sqlite3``)."""
+        return cls(Path(state_dir) / "telemetry" / "spans.sqlite3")
+
+    def _connect(self) -> sqlite3.Connection:
+        found: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if found is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            found = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+            found.execute("PRAGMA journal_mode=WAL")
+            found.execute("PRAGMA synchronous=NORMAL")
+            found.executescript(_SCHEMA)
+            self._local.conn = found
+        return found
+
+    def add(self, records: Sequence[SpanRecord]) -> None:
+        """Keep ``records`` (a span seen again replaces the first copy)."""
+        conn = self._connect()
+        rows = [
+            (
+                r.trace_id,
+                r.span_id,
+                r.parent_id,
+                r.service,
+                r.name,
+                r.kind,
+                r.start_ns,
+                r.end_ns,
+                r.status,
+                json.dumps(r.attributes, default=str)[:_MAX_ATTRIBUTES_BYTES],
+            )
+            for r in records
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            conn.execute(
+                "DELETE FROM spans WHERE start_ns < (SELECT start_ns FROM spans "
+                "ORDER BY start_ns DESC LIMIT 1 OFFSET ?)",
+                (self.max_spans,),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def trace(self, trace_id: str) -> list[SpanRecord]:
+        """Every stored span of ``trace_id``, oldest first."""
+        if not self.path.exists():
+            return []
+        rows = self._connect().execute(
+            "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns", (trace_id.lower(),)
+        )
+        return [self._record(row) for row in rows]
+
+    def traces(self, *, limit: int = 20, service: str | None = None) -> list[TraceSummary]:
+        """The newest traces (by their first span), newest first."""
+        if not self.path.exists():
+            return []
+        # one fixed statement: "? IS NULL" switches the service filter off
+        query = (
+            "SELECT trace_id, MIN(start_ns) AS first, MAX(end_ns), COUNT(*), "
+            "GROUP_CONCAT(DISTINCT service), SUM(status = 'error') FROM spans "
+            "WHERE ? IS NULL OR trace_id IN (SELECT trace_id FROM spans WHERE service = ?) "
+            "GROUP BY trace_id ORDER BY first DESC LIMIT ?"
+        )
+        args: tuple[Any, ...] = (service, service, limit)
+        conn = self._connect()
+        found: list[TraceSummary] = []
+        for trace_id, first, last, count, services, errors in conn.execute(query, args):
+            root = conn.execute(
+                "SELECT service, name FROM spans WHERE trace_id = ? ORDER BY "
+                "(parent_id IS NOT NULL), start_ns LIMIT 1",
+                (trace_id,),
+            ).fetchone()
+            found.append(
+                TraceSummary(
+                    trace_id=trace_id,
+                    root=f"{root[0]}: {root[1]}",
+                    services=tuple(sorted(set(services.split(",")))),
+                    spans=count,
+                    start_ns=first,
+                    duration_ms=(last - first) / 1e6,
+                    errors=int(errors or 0),
+                )
+            )
+        return found
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> SpanRecord:
+        try:
+            attributes = json.loads(row[9])
+        except ValueError:
+            attributes = {}
+        trace_id, span_id, parent_id, service, name, kind, start_ns, end_ns, status = row[:9]
+        return SpanRecord(
+            trace_id,
+            span_id,
+            parent_id,
+            service,
+            name,
+            kind,
+            start_ns,
+            end_ns,
+            status,
+            attributes if isinstance(attributes, dict) else {},
+        )
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class SpanStoreExporter(SpanExporter):
+    """An OpenTelemetry span exporter into a :class:`SpanStore`."""
+
+    def __init__(self, store: SpanStore) -> None:
+        self.store = store
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Store ``spans``; a locked or broken file fails the batch, never the caller."""
+        records = [record_of(span) for span in spans]
+        try:
+            self.store.add(records)
+        except sqlite3.Error:
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Close the file."""
+        self.store.close()
+
+
+def record_of(span: ReadableSpan) -> SpanRecord:
+    """The stored form of a finished SDK span."""
+    context = span.get_span_context()
+    parent = span.parent
+    status = span.status.status_code
+    return SpanRecord(
+        trace_id=f"{context.trace_id:032x}" if context else "0" * 32,
+        span_id=f"{context.span_id:016x}" if context else "0" * 16,
+        parent_id=f"{parent.span_id:016x}" if parent is not None else None,
+        service=str(span.resource.attributes.get("service.name", "unknown")),
+        name=span.name,
+        kind=_kind(span.kind),
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or span.start_time or 0,
+        status="error" if status is StatusCode.ERROR else "ok",
+        attributes=dict(span.attributes or {}),
+    )
