@@ -50,8 +50,9 @@ from examples.driver import StepResult, run_step
 from examples.processes import Platform, PlatformError, ServiceProcess
 from examples.report import data_line, services_table, step_line, stopped_line, summary_table
 from examples.scenario import STEPS, Scenario
+from examples.telemetry import map_lines, trace_lines, wait_for_trace
 from examples.topology import HOST, SERVICES, port_base, service_port
-from lms_shared import SettingsError, load_settings
+from lms_shared import Settings, SettingsError, load_settings
 from lms_shared.security import new_key_spec
 
 __all__ = ["main", "run_scenario"]
@@ -90,6 +91,7 @@ def run_scenario(
     urls: Mapping[str, str],
     *,
     transport: httpx.BaseTransport | None = None,
+    played: list[Scenario] | None = None,
 ) -> list[StepResult]:
     """Play every step with a progress bar; after a failure the rest are skipped.
 
@@ -98,6 +100,7 @@ def run_scenario(
         urls: base URL per service.
         transport: how requests reach the services, instead of the network
             (tests play the scenario against services in-process).
+        played: the scenario (its ids and trace id) is appended here.
     """
     results: list[StepResult] = []
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -106,6 +109,8 @@ def run_scenario(
         Progress(*columns, console=console, transient=True) as progress,
     ):
         scenario = Scenario(client, urls)
+        if played is not None:
+            played.append(scenario)
         task = progress.add_task("scenario", total=len(STEPS))
         for number, step in enumerate(STEPS, 1):
             if results and not results[-1].ok:
@@ -162,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             console,
             platform,
             data=data_line(settings.database_url, settings.database_schema, state_dir),
+            settings=settings.model_copy(update={"state_dir": state_dir}),
             once=args.once,
             start_timeout=args.start_timeout,
         )
@@ -199,7 +205,13 @@ def _encryption_keys(state_dir: Path) -> str:
 
 
 def _run(
-    console: Console, platform: Platform, *, data: str, once: bool, start_timeout: float
+    console: Console,
+    platform: Platform,
+    *,
+    data: str,
+    settings: Settings,
+    once: bool,
+    start_timeout: float,
 ) -> int:
     console.rule("[bold]LMS platform demo")
     platform.start()  # before any console thread: children are forked here
@@ -210,7 +222,8 @@ def _run(
             status.update(f"waiting for the services ({svc.name} is ready)")
 
         platform.wait_ready(start_timeout, on_ready=ready)
-    results = run_scenario(console, {s.name: s.url for s in platform.services})
+    played: list[Scenario] = []
+    results = run_scenario(console, {s.name: s.url for s in platform.services}, played=played)
     console.print()
     console.print(summary_table(results))
     for result in results:
@@ -218,10 +231,24 @@ def _run(
             console.print(f"[red]{result.title} failed:[/] {result.summary}")
     console.print(services_table(platform.services))
     console.print(data)
+    if played and played[0].trace_id:
+        _print_telemetry(console, settings, played[0].trace_id)
     if not once:
         console.print("[bold]The platform is up.[/] Press Ctrl-C to stop it.")
         platform.watch()  # returns only by raising
     return 0 if all(result.ok for result in results) else EXIT_FAILED
+
+
+def _print_telemetry(console: Console, settings: Settings, trace_id: str) -> None:
+    """The traced enrollment as a tree across services, then the dependency map."""
+    with console.status("collecting the trace"):
+        spans = wait_for_trace(settings, trace_id)
+    console.rule(f"[bold]Trace {trace_id}[/] (lms-shared traces show {trace_id})")
+    for line in trace_lines(spans) or ["(no spans stored yet)"]:
+        console.print(line, markup=False)
+    console.rule("[bold]Dependency map[/] (lms-shared map)")
+    for line in map_lines(settings):
+        console.print(line, markup=False)
 
 
 if __name__ == "__main__":

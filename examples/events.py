@@ -3,7 +3,9 @@
 courses publishes :class:`CoursePublished` through its transactional
 outbox, in the transaction that publishes the course; enrollments keeps the
 published courses it heard of (``published_courses``), once per event
-through its inbox. Every service declares what it publishes
+through its inbox. enrollments publishes :class:`EnrollmentCreated` through
+its outbox, in the transaction that records the enrollment; grading opens
+the student's gradebook when it hears of it. Every service declares what it publishes
 (``service.events.publishes``) and what it consumes (``subscribe``), which
 is what ``lms-shared events schema`` exports as AsyncAPI.
 """
@@ -16,7 +18,7 @@ from pydantic import AwareDatetime
 
 from lms_shared.events import Event
 
-__all__ = ["CoursePublished"]
+__all__ = ["CoursePublished", "EnrollmentCreated"]
 
 
 class CoursePublished(Event, type="lms.course.published"):
@@ -27,3 +29,12 @@ class CoursePublished(Event, type="lms.course.published"):
     code: str
     title: str
     published_at: AwareDatetime
+
+
+class EnrollmentCreated(Event, type="lms.enrollment.created"):
+    """A student was enrolled in a course: grading opens the gradebook."""
+
+    enrollment_id: UUID
+    course_id: UUID
+    user_id: UUID
+    enrolled_at: AwareDatetime

@@ -21,6 +21,7 @@ users, course and enrollments are new too.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -68,6 +69,7 @@ class Scenario(Driver):
     enrollment_ids: list[str] = field(default_factory=list)
     submission_ids: list[str] = field(default_factory=list)
     emails: dict[str, str] = field(default_factory=dict)
+    trace_id: str = ""  # the traced enrollment's (the demo prints its tree at the end)
 
     def log_in(self, actor: str, email: str, password: str = PASSWORD) -> None:
         """Log in at identity; ``actor``'s requests carry the access token from then on."""
@@ -332,13 +334,16 @@ def enroll_students(s: Scenario) -> str:
     """
     first = {"course_id": s.course_id, "user_id": s.student_ids[0]}
     key = {"idempotency-key": f"enroll-{s.org_slug}-{s.student_ids[0]}"}
+    # one W3C trace from here through enrollments, identity, courses and the event to grading
+    s.trace_id = secrets.token_hex(16)
+    traced = {**key, "traceparent": f"00-{s.trace_id}-{secrets.token_hex(8)}-01"}
     sent = s.call(
         "POST",
         "enrollments",
         "/v1/enrollments",
         expect=201,
         json=first,
-        headers=key,
+        headers=traced,
         as_=s.student_ids[0],
     )
     retried = s.call(

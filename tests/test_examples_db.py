@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -445,6 +446,19 @@ def test_demo_twice_on_one_state_folder_keeps_the_data_and_plays_on_it(tmp_path:
             assert (state / f"{name}.sqlite3").is_file()
         assert "stopped identity, courses, enrollments, grading" in output
         assert f"one SQLite file per service in {state}" in " ".join(output.split())
+        # it ends with the traced enrollment as one tree across four services and an event
+        tree = output[output.index("─ Trace ") : output.index("Dependency map")]
+        for hop in (
+            "enrollments: POST /v1/enrollments",
+            "identity: GET /v1/users/{user_id}",
+            "courses: GET /v1/courses/{course_id}",
+            "enrollments: publish lms.enrollment.created",
+            "grading: process lms.enrollment.created",
+        ):
+            assert hop in tree, tree
+        assert re.search(r"grading\s+calls\s+enrollments", output), output
+        assert re.search(r"lms\.enrollment\.created\s+consumes\s+grading", output), output
+        assert "drift: " in output  # (what a snapshot of live traffic shows may vary)
         assert_platform_gone(base)
         outputs.append(output)
 

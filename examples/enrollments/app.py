@@ -19,6 +19,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from examples.access import trust_identity
+from examples.events import EnrollmentCreated
 from examples.persistence import LIST_PROBLEMS
 from examples.upstream import CourseView, UserView, upstream
 from lms_shared import Conflict, NotFound, Service, Settings, create_service
@@ -79,7 +80,8 @@ def build_service(
     identity = upstream(service, "identity", transports)
     courses = upstream(service, "courses", transports)
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
-    store = EnrollmentStore(service.db, service.clock)
+    service.events.publishes(EnrollmentCreated)
+    store = EnrollmentStore(service.db, service.clock, service.events)
     listen_to_courses(service)  # published courses, heard through events
     idempotency = Idempotency(
         SqlIdempotencyStore(service.db, table=IDEMPOTENCY_KEYS),

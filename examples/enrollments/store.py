@@ -15,9 +15,11 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from examples.events import EnrollmentCreated
 from examples.persistence import violated
 from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
+from lms_shared.events import EventBus
 from lms_shared.models import Enrollment as Lifecycle
 from lms_shared.models import EnrollmentStatus, PageParams, transition
 
@@ -78,11 +80,14 @@ class EnrollmentStore:
     Args:
         db: the service's database (``service.db``).
         clock: stamps ``enrolled_at``, ``withdrawn_at`` and ``deleted_at``.
+        events: publishes :class:`~examples.events.EnrollmentCreated` through
+            its outbox, in the transaction that records the enrollment.
     """
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, events: EventBus | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._events = events
 
     async def enroll(self, data: EnrollmentCreate) -> Enrollment:
         """Record an active enrollment.
@@ -115,7 +120,16 @@ class EnrollmentStore:
                     code=ALREADY_ENROLLED,
                     enrollment_id=str(existing),
                 ) from exc
-            return enrollment_out(row)
+            enrollment = enrollment_out(row)
+            if self._events is not None:  # in this transaction: both commit, or neither
+                created = EnrollmentCreated(
+                    enrollment_id=enrollment.id,
+                    course_id=enrollment.course_id,
+                    user_id=enrollment.user_id,
+                    enrolled_at=enrollment.enrolled_at,
+                )
+                await self._events.publish(created, outbox=tx, key=str(enrollment.course_id))
+            return enrollment
 
         return await self._db.run(insert)
 

@@ -26,6 +26,7 @@ from lms_shared.http import Page, page_params, require
 from lms_shared.http.query import list_query
 from lms_shared.models import Id, PageParams
 
+from .events import open_gradebooks
 from .models import ENROLLMENT_INACTIVE, PROBLEMS, Grade, GradeCreate, Submission, SubmissionCreate
 from .store import SUBMISSIONS, GradingStore
 from .tables import Base, SubmissionRow
@@ -67,6 +68,7 @@ def build_service(
     transports = transports or {}
     trust_identity(service, transports.get("identity"))
     enrollments = upstream(service, "enrollments", transports)
+    open_gradebooks(service)  # new enrollments, heard through events
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
     store = GradingStore(service.db, service.clock)
     v1 = service.api(1, tags=["grading"])

@@ -23,6 +23,7 @@ from lms_shared.auth import Auth, AuthConfig
 from lms_shared.auth._authenticator import NOT_CONFIGURED
 from lms_shared.client import PROBLEMS as CLIENT_PROBLEMS
 from lms_shared.client import Clients, ServiceClient
+from lms_shared.client.trace_harness import CLIENT_PREFIX as HARNESS_PREFIX
 from lms_shared.clock import Clock, SystemClock
 from lms_shared.discovery import PROBLEMS as DISCOVERY_PROBLEMS
 from lms_shared.discovery import Discovery, DiscoveryConfig
@@ -60,6 +61,7 @@ from lms_shared.observability import (
     configure_service_logging,
     get_logger,
 )
+from lms_shared.observability._depmap import Declarations
 from lms_shared.observability._metrics import Metrics, MetricsConfig
 from lms_shared.ratelimit import RateLimiter, default_quota
 from lms_shared.resilience import PROBLEMS as RESILIENCE_PROBLEMS
@@ -119,6 +121,7 @@ class Service:
         self._db: Database | None = None
         self._discovery: Discovery | None = None
         self._events: EventBus | None = None
+        self._declared_calls: set[str] = set()
         self.lifecycle = Lifecycle(settings.component_timeout)
         self.health = HealthRegistry(settings.health_check_timeout)
         # one frozen catalogue of every problem code this service can answer with:
@@ -338,7 +341,36 @@ class Service:
         except ValueError as exc:
             raise SettingsError([("LMS_DISCOVERY_ADDRESS", str(exc))]) from None
         if me is not None:
-            self.add_component(self.discovery.register_self(me, ttl=config.ttl))
+            # the declarations are known once the service is built: read at start
+            registration = self.discovery.register_self(
+                me, ttl=config.ttl, metadata=lambda: self.declarations().metadata()
+            )
+            self.add_component(registration)
+
+    def depends_on(self, *services: str) -> None:
+        """Declare services this one calls (beside those it made clients of).
+
+        The declarations travel in the discovery registration, where
+        ``lms-shared map`` compares them with the calls the traces show.
+        """
+        self._declared_calls.update(services)
+
+    def declarations(self) -> Declarations:
+        """What this service declares: services it calls, event types it publishes and consumes.
+
+        Calls are :meth:`depends_on` and the clients made so far (made
+        when the service is built, they are what its code calls); event
+        types are those its bus declared.
+        """
+        calls = set(self._declared_calls)
+        calls.update(c.service for c in self.clients if not c.service.startswith(HARNESS_PREFIX))
+        publishes: set[str] = set()
+        consumes: set[str] = set()
+        if self._events is not None:
+            publishes.update(e.event_type() for e in self._events.published_events)
+            consumes.update(e.event_type() for e in self._events.consumed_events)
+        calls.discard(self.name)
+        return Declarations(self.name, frozenset(calls), frozenset(publishes), frozenset(consumes))
 
     def client(self, name: str, **options: Any) -> ServiceClient:
         """The client of service ``name`` (:class:`lms_shared.client.ServiceClient`).

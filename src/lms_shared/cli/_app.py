@@ -18,6 +18,7 @@ from lms_shared.cli._discovery import discovery_app
 from lms_shared.cli._events import events_app
 from lms_shared.cli._loading import load_app, load_service
 from lms_shared.cli._logs import logs
+from lms_shared.cli._map import dependency_map
 from lms_shared.cli._new import new
 from lms_shared.cli._schema import schema_app
 from lms_shared.cli._serve import serve
@@ -47,6 +48,7 @@ app.add_typer(traces_app, name="traces")
 app.command()(serve)
 app.command()(new)
 app.command()(logs)
+app.command(name="map")(dependency_map)
 
 out = Console()
 err = Console(stderr=True)

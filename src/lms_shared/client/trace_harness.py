@@ -31,7 +31,10 @@ from lms_shared.client._client import ServiceClient
 from lms_shared.errors import ConfigurationError
 from lms_shared.settings import Settings
 
-__all__ = ["MAX_CALLS", "HarnessCall", "install_trace_harness"]
+__all__ = ["CLIENT_PREFIX", "MAX_CALLS", "HarnessCall", "install_trace_harness"]
+
+CLIENT_PREFIX = "trace-harness-"
+"""The names of the clients the endpoint makes (one per origin it is told to call)."""
 
 MAX_CALLS = 64
 """Calls one ``POST /test`` may ask for."""
@@ -65,7 +68,7 @@ class _Service(Protocol):
 
 def _client_name(origin: str) -> str:
     # one client per origin: a client's base URL is fixed when it is made
-    return "trace-harness-" + hashlib.sha256(origin.encode()).hexdigest()[:16]
+    return CLIENT_PREFIX + hashlib.sha256(origin.encode()).hexdigest()[:16]
 
 
 def install_trace_harness(service: _Service, *, path: str = "/test") -> None:

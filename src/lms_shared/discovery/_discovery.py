@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -256,9 +256,19 @@ class Discovery:
         """Raise :class:`RegistryUnavailable` when the registry does not answer."""
         await self.registry.ping()
 
-    def register_self(self, instance: Instance, *, ttl: float) -> SelfRegistration:
-        """A lifecycle component registering ``instance`` (add it after this one)."""
-        return SelfRegistration(self.registry, instance, ttl=ttl)
+    def register_self(
+        self,
+        instance: Instance,
+        *,
+        ttl: float,
+        metadata: Callable[[], Mapping[str, str]] | None = None,
+    ) -> SelfRegistration:
+        """A lifecycle component registering ``instance`` (add it after this one).
+
+        ``metadata``, when given, is called at start and its entries join
+        the instance's (what is only known once the service is built).
+        """
+        return SelfRegistration(self.registry, instance, ttl=ttl, metadata=metadata)
 
     # -- lookups ---------------------------------------------------------
 
@@ -364,12 +374,20 @@ class SelfRegistration:
 
     name = "discovery-registration"
 
-    def __init__(self, registry: Registry, instance: Instance, *, ttl: float) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        instance: Instance,
+        *,
+        ttl: float,
+        metadata: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         if ttl <= 0:
             raise ValueError(f"ttl must be positive, got {ttl}")
         self.registry = registry
         self.instance = instance
         self.ttl = ttl
+        self.metadata = metadata
         self.registration: Registration | None = None
         self._log = get_logger("lms.discovery", service=instance.service, instance=instance.id)
 
@@ -382,7 +400,11 @@ class SelfRegistration:
                 reason="the instance list is owned by the settings or by Kubernetes",
             )
             return
-        self.registration = await self.registry.register(self.instance, ttl=self.ttl)
+        instance = self.instance
+        if self.metadata is not None:  # known only at start (the service's declarations)
+            instance = replace(instance, metadata={**instance.metadata, **self.metadata()})
+            self.instance = instance
+        self.registration = await self.registry.register(instance, ttl=self.ttl)
 
     async def set_healthy(self, healthy: bool) -> None:
         """Publish a health state (unhealthy instances leave others' lookups)."""

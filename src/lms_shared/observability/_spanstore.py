@@ -142,6 +142,28 @@ class SpanStore:
             conn.execute("ROLLBACK")
             raise
 
+    def dependency_spans(self, *, since_ns: int = 0, limit: int = 100_000) -> list[dict[str, Any]]:
+        """The newest CLIENT, PRODUCER and CONSUMER spans (service, kind, attributes).
+
+        What the dependency map is drawn from; bounded by ``limit``.
+        """
+        if not self.path.exists():
+            return []
+        rows = self._connect().execute(
+            "SELECT service, kind, attributes FROM spans "
+            "WHERE kind IN ('client', 'producer', 'consumer') AND start_ns >= ? "
+            "ORDER BY start_ns DESC LIMIT ?",
+            (since_ns, limit),
+        )
+        out: list[dict[str, Any]] = []
+        for service, kind, attributes in rows:
+            try:
+                parsed = json.loads(attributes) if attributes else {}
+            except ValueError:
+                parsed = {}
+            out.append({"service": service, "kind": kind, "attributes": parsed})
+        return out
+
     def trace(self, trace_id: str) -> list[SpanRecord]:
         """Every stored span of ``trace_id``, oldest first."""
         if not self.path.exists():

@@ -1,0 +1,28 @@
+"""What grading hears: new enrollments, whose gradebooks it opens.
+
+enrollments publishes :class:`~examples.events.EnrollmentCreated` through
+its outbox; grading (group ``grading``) logs the opened gradebook. The
+handler runs in the event's trace: the demo's enrollment request, the
+calls enrollments made to identity and courses, the publication and this
+handling are one trace (``lms-shared traces show``).
+"""
+
+from __future__ import annotations
+
+from examples.events import EnrollmentCreated
+from lms_shared import Service
+
+__all__ = ["open_gradebooks"]
+
+
+def open_gradebooks(service: Service) -> None:
+    """Subscribe ``service`` to :class:`EnrollmentCreated`."""
+
+    @service.events.subscribe(EnrollmentCreated, concurrency=4)
+    async def enrollment_created(event: EnrollmentCreated) -> None:
+        """Open the student's gradebook for the course (a log line here)."""
+        service.log.info(
+            "gradebook opened",
+            enrollment_id=str(event.enrollment_id),
+            course_id=str(event.course_id),
+        )
