@@ -26,10 +26,10 @@ def wait_for_trace(
 ) -> list[SpanRecord]:
     """The trace's spans, once it is whole (or ``timeout`` passed).
 
-    Whole: the span named ``until`` is stored, and the parent of every span
-    but the root. Services export spans about once a second, each on its
-    own: the last hops are usually a second or two behind the answer the
-    scenario got.
+    Whole: the span named ``until`` is stored, the parent of every span but
+    the root, and the other side of every call and publication. Services
+    export spans about once a second, each on its own: the last hops are
+    usually a second or two behind the answer the scenario got.
     """
     store = SpanStore.in_state_dir(settings.state_dir)
     deadline = time.monotonic() + timeout
@@ -41,11 +41,14 @@ def wait_for_trace(
 
 
 def _complete(spans: list[SpanRecord], until: str) -> bool:
-    # the last hop is stored and every span's parent too, but the one root's
-    # (the scenario's own span id, which no service stored)
+    # the last hop is stored; every span's parent too, but the one root's (the
+    # scenario's own span id, which no service stored); and every call and
+    # publication has its other side (the callee's SERVER span, a CONSUMER span)
     ids = {s.span_id for s in spans}
     roots = [s for s in spans if s.parent_id not in ids]
-    return len(roots) == 1 and any(s.name == until for s in spans)
+    parents = {s.parent_id for s in spans}
+    answered = all(s.span_id in parents for s in spans if s.kind in ("client", "producer"))
+    return len(roots) == 1 and answered and any(s.name == until for s in spans)
 
 
 def trace_lines(spans: list[SpanRecord]) -> list[str]:
