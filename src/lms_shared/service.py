@@ -10,6 +10,7 @@ were added, and stop in reverse after in-flight requests drained.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
@@ -74,6 +75,15 @@ if TYPE_CHECKING:
 __all__ = ["Service", "create_service"]
 
 C = TypeVar("C", bound=Component)
+
+# FastAPI's own OpenTelemetry (newer releases): the service traces and measures
+# itself, so FastAPI's would double the spans and look up the global providers
+# on every request
+_NATIVE_TELEMETRY_OFF: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
 
 
 class Service:
@@ -153,6 +163,7 @@ class Service:
             redoc_url=None,
             openapi_url="/openapi.json" if docs else None,
             servers=[{"url": base_url}] if base_url else None,
+            **_NATIVE_TELEMETRY_OFF,
         )
         self.app.state.service = self
         self.router: APIRouter = self.app.router

@@ -16,7 +16,7 @@ cost is one wrapped ``send`` and one log line:
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import time
 from collections.abc import Callable
@@ -34,6 +34,8 @@ REQUEST_ID_HEADER = "x-request-id"
 _HEADER = REQUEST_ID_HEADER.encode()
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _NOT_LOGGED = frozenset({"/health/live", "/health/ready", "/health/startup"})
+
+_bits = random.getrandbits
 
 HeaderLookup = Callable[[object], list[tuple[bytes, bytes]]]
 
@@ -99,7 +101,9 @@ class RequestMiddleware:
                     request_id = value.decode()
                 break
         if request_id is None:
-            request_id = os.urandom(16).hex()  # 128 random bits, cheaper than uuid4
+            # 128 random bits: a correlation id, not a secret, so the Mersenne
+            # Twister (0.3 us) rather than a getrandom syscall per request
+            request_id = f"{_bits(128):032x}"
         token = request_id_var.set(request_id)
         rid_header = (_HEADER, request_id.encode())
         status = 0
