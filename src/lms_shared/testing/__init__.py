@@ -31,7 +31,7 @@ from lms_shared.testing._events import EventRecorder, memory_bus
 from lms_shared.testing._logs import CapturedLogs, capture_logs
 from lms_shared.testing._servers import in_ci, require_server, server_missing, tcp_unreachable
 from lms_shared.testing._services import FakeRegistry, FakeService, FakeServices
-from lms_shared.testing._telemetry import RecordedSpans, record_spans
+from lms_shared.testing._telemetry import MetricReader, RecordedSpans, read_metrics, record_spans
 
 if TYPE_CHECKING:
     from lms_shared.testing._db import DEFAULT_POSTGRES_URL, postgres_unreachable, rollback_database
@@ -143,6 +143,7 @@ __all__ = [
     "LifespanError",
     "LmsFactory",
     "ManualClock",
+    "MetricReader",
     "ModuleCreateFactory",
     "ModuleFactory",
     "ModuleUpdateFactory",
@@ -161,6 +162,7 @@ __all__ = [
     "lifespan",
     "memory_bus",
     "postgres_unreachable",
+    "read_metrics",
     "record_spans",
     "require_server",
     "rollback_database",

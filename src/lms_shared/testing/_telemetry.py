@@ -1,4 +1,4 @@
-"""In-memory spans for tests: what a service traced, as data to assert on.
+"""In-memory spans and metrics for tests: what a service traced and counted, as data.
 
 ``record_spans(service)`` adds a synchronous in-memory exporter to the
 service's tracer provider (beside its own export), so every finished span
@@ -9,6 +9,14 @@ is readable at once, without a collector or the embedded store::
         await client.get("/v1/courses/c1")
     [server] = spans.named("GET /v1/courses/{course_id}")
     assert server.attributes["http.response.status_code"] == 200
+
+``read_metrics(service)`` reads the service's Prometheus registry in
+process, by name and labels, without scraping ``/metrics``::
+
+    metrics = read_metrics(service)
+    assert metrics.value("http_server_request_duration_seconds_count", http_route="/v1/x") == 1
+
+(Logs: :func:`~lms_shared.testing.capture_logs`.)
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from lms_shared.observability._metrics import Metrics
 from lms_shared.observability._spanstore import SpanRecord, record_of
 from lms_shared.observability._tracing import Tracing
 
 if TYPE_CHECKING:
     from lms_shared.service import Service
 
-__all__ = ["RecordedSpans", "record_spans"]
+__all__ = ["MetricReader", "RecordedSpans", "read_metrics", "record_spans"]
 
 
 @dataclass
@@ -87,3 +96,43 @@ def record_spans(*targets: Service | Tracing, into: RecordedSpans | None = None)
         tracing: Any = target if isinstance(target, Tracing) else target.tracing
         tracing.provider.add_span_processor(SimpleSpanProcessor(recorded.exporter))
     return recorded
+
+
+@dataclass
+class MetricReader:
+    """A service's metrics, read in process (see :func:`read_metrics`)."""
+
+    metrics: Metrics
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """One sample's value (``None`` when the series does not exist).
+
+        Label values are compared as strings, as Prometheus stores them
+        (``http_response_status_code="200"``); pass every label of the series.
+        """
+        self.metrics.refresh()
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    def samples(self, name: str) -> list[tuple[dict[str, str], float]]:
+        """Every sample called ``name`` (a series each), with its labels."""
+        self.metrics.refresh()
+        return [
+            (dict(sample.labels), sample.value)
+            for family in self.metrics.registry.collect()
+            for sample in family.samples
+            if sample.name == name
+        ]
+
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of the samples called ``name`` whose labels include ``labels``."""
+        return sum(
+            value
+            for found, value in self.samples(name)
+            if all(found.get(k) == v for k, v in labels.items())
+        )
+
+
+def read_metrics(service: Service | Metrics) -> MetricReader:
+    """A reader of the service's (or a :class:`Metrics`') Prometheus registry."""
+    metrics: Any = service if isinstance(service, Metrics) else service.metrics
+    return MetricReader(metrics)
