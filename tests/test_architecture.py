@@ -65,6 +65,7 @@ LAZY: dict[str, str] = {
     "dns": "optional driver (the kubernetes extra)",
     "asyncpg": "optional driver (the postgres extra)",
     "pytest": "the test kit is importable without pytest",
+    "yaml": "PyYAML, only for YAML SLO specs (lms-shared alerts generate)",
     "lms_shared.testing._factories": "polyfactory (the testing extra) on first use",
     "lms_shared.db": "service.db: only services using the database import SQLAlchemy",
     "lms_shared.events.sql": "bus.use_database: the SQL event stores import SQLAlchemy",

@@ -21,11 +21,6 @@ from rich.console import Console
 
 from lms_shared.observability.alerts import SloSpecError, generate_rules, load_spec, render_yaml
 
-try:  # optional: YAML specs only
-    import yaml  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - PyYAML is usually there
-    yaml = None
-
 __all__ = ["alerts_app", "read_spec"]
 
 alerts_app = typer.Typer(help="Prometheus alerting rules from SLO specs.", no_args_is_help=True)
@@ -36,6 +31,16 @@ _HEADER = (
     "Do not edit: change the spec and generate again (docs/observability.md, Alerting)."
 )
 _MAX_SPEC_BYTES = 1 << 20
+_PROMTOOL_TIMEOUT = 60.0  # seconds
+
+
+def _yaml() -> Any | None:
+    """PyYAML, or ``None`` when it is not installed (only YAML specs need it)."""
+    try:
+        import yaml  # type: ignore[import-untyped]  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return yaml
 
 
 def read_spec(path: Path) -> Any:
@@ -55,6 +60,7 @@ def read_spec(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise SloSpecError(f"{path}: not JSON ({exc})") from None
+    yaml = _yaml()
     if yaml is None:
         raise SloSpecError(f"{path}: YAML specs need PyYAML (pip install pyyaml); or use JSON")
     try:
@@ -64,19 +70,23 @@ def read_spec(path: Path) -> Any:
 
 
 def _promtool(rules: str) -> tuple[bool, str]:
+    """Run ``promtool check rules`` on ``rules``: whether it passed, and what it said."""
     promtool = shutil.which("promtool")
     if promtool is None:
         return False, "promtool is not installed (Debian: apt-get install prometheus)"
     with tempfile.TemporaryDirectory(prefix="lms-rules-") as tmp:
         path = Path(tmp) / "rules.yml"
         path.write_text(rules, encoding="utf-8")
-        done = subprocess.run(  # noqa: S603 - a fixed tool on a file we wrote
-            [promtool, "check", "rules", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        try:
+            done = subprocess.run(  # noqa: S603 - a fixed tool on a file we wrote
+                [promtool, "check", "rules", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=_PROMTOOL_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return False, f"promtool did not finish within {_PROMTOOL_TIMEOUT:g} s"
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 
@@ -96,22 +106,36 @@ def generate(
     try:
         parsed = load_spec(read_spec(spec))
     except SloSpecError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     document = generate_rules(parsed)
     text = render_yaml(document, header=_HEADER.format(spec=spec.name))
     if check:
         ok, report = _promtool(text)
         if not ok:
-            err.print(f"[red]promtool check rules failed:[/red]\n{report}", highlight=False)
+            err.print(
+                f"[red]promtool check rules failed:[/red]\n{report}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(1)
     rules = sum(len(group["rules"]) for group in document["groups"])
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            err.print(
+                f"[red]error:[/red] {output}: {exc.strerror or exc}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
     where = "stdout" if output is None else str(output)
     err.print(
-        f"wrote {rules} rules for {len(parsed.services)} service(s) to {where}", highlight=False
+        f"wrote {rules} rules for {len(parsed.services)} service(s) to {where}",
+        highlight=False,
+        soft_wrap=True,
     )

@@ -30,13 +30,21 @@ Prometheus rule file; ``lms-shared alerts generate`` does both.
 
 from __future__ import annotations
 
-import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from prometheus_client.utils import floatToGoString
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lms_shared.errors import ConfigurationError
 
@@ -55,7 +63,35 @@ __all__ = [
     "render_yaml",
 ]
 
-Duration = Annotated[str, Field(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$", max_length=32)]
+#: a Prometheus duration: units from the largest down, each once (``1h30m``, ``90s``)
+_DURATION = (
+    r"^0$|^(?:[0-9]+y)?(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?(?:[0-9]+ms)?$"
+)
+_UNITS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def _check_duration(value: str) -> str:
+    if not value or not re.fullmatch(_DURATION, value):
+        raise ValueError("a Prometheus duration, largest unit first: 30s, 5m, 1h30m, 3d")
+    return value
+
+
+def _seconds(duration: str) -> float:
+    """The seconds of a Prometheus duration (``1h30m`` is 5400)."""
+    total = 0.0
+    for number, unit in re.findall(r"([0-9]+)(ms|[ywdhms])", duration):
+        total += int(number) * (0.001 if unit == "ms" else _UNITS[unit])
+    return total
+
+
+def _check_window(value: str) -> str:
+    if _seconds(value) <= 0:
+        raise ValueError("a range must be longer than 0s")
+    return value
+
+
+Duration = Annotated[str, Field(max_length=32), AfterValidator(_check_duration)]
+Window = Annotated[Duration, AfterValidator(_check_window)]
 Severity = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 _MATCHER = r'\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*'
 _SELECTOR = re.compile(rf"^{_MATCHER}(,{_MATCHER})*$")
@@ -88,11 +124,17 @@ class BurnWindow(_Model):
         for_: how long both stay above before firing (``for``; none by default).
     """
 
-    long: Duration
-    short: Duration
+    long: Window
+    short: Window
     burn: Annotated[float, Field(gt=0, le=10_000)]
     severity: Severity = "page"
     for_: Duration | None = Field(None, alias="for")
+
+    @model_validator(mode="after")
+    def _short_within_long(self) -> BurnWindow:
+        if _seconds(self.short) > _seconds(self.long):
+            raise ValueError(f"short ({self.short}) must not be longer than long ({self.long})")
+        return self
 
 
 #: Google SRE workbook's recommendation for a 30-day SLO window
@@ -134,20 +176,52 @@ class AlertTuning(_Model):
 
     enabled: bool = True
     for_: Duration = Field("5m", alias="for")
-    window: Duration = "5m"
-    threshold: float = 0
+    window: Window = "5m"
+    threshold: Annotated[float, Field(allow_inf_nan=False)] = 0
     severity: Severity = "ticket"
 
 
-class ServiceAlerts(_Model):
-    """The non-SLO alerts of a service, each tunable or off."""
+#: each non-SLO alert's defaults; a spec's knobs are laid over them, knob by knob
+_ALERT_DEFAULTS: dict[str, AlertTuning] = {
+    "dead_letters": AlertTuning(for_="0s", window="10m", threshold=0),
+    "breaker_open": AlertTuning(for_="2m"),
+    "consumer_lag": AlertTuning(for_="10m", threshold=1000),
+    "readiness": AlertTuning(for_="5m", severity="page"),
+    "down": AlertTuning(for_="5m", severity="page"),
+    "loop_lag": AlertTuning(for_="10m", window="5m", threshold=0.1),
+}
 
-    dead_letters: AlertTuning = AlertTuning(for_="0s", window="10m", threshold=0)
-    breaker_open: AlertTuning = AlertTuning(for_="2m")
-    consumer_lag: AlertTuning = AlertTuning(for_="10m", threshold=1000)
-    readiness: AlertTuning = AlertTuning(for_="5m", severity="page")
-    down: AlertTuning = AlertTuning(for_="5m", severity="page")
-    loop_lag: AlertTuning = AlertTuning(for_="10m", window="5m", threshold=0.1)
+
+class ServiceAlerts(_Model):
+    """The non-SLO alerts of a service, each tunable or off.
+
+    A knob given in the spec replaces only that knob: ``readiness: {for: 1m}``
+    keeps the alert's ``page`` severity.
+    """
+
+    dead_letters: AlertTuning = _ALERT_DEFAULTS["dead_letters"]
+    breaker_open: AlertTuning = _ALERT_DEFAULTS["breaker_open"]
+    consumer_lag: AlertTuning = _ALERT_DEFAULTS["consumer_lag"]
+    readiness: AlertTuning = _ALERT_DEFAULTS["readiness"]
+    down: AlertTuning = _ALERT_DEFAULTS["down"]
+    loop_lag: AlertTuning = _ALERT_DEFAULTS["loop_lag"]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        merged: dict[str, Any] = {}
+        for name, knobs in data.items():
+            default = _ALERT_DEFAULTS.get(name) if isinstance(name, str) else None
+            if default is not None and isinstance(knobs, Mapping):
+                given = dict(knobs)
+                if "for_" in given and "for" not in given:
+                    given["for"] = given.pop("for_")
+                merged[name] = {**default.model_dump(by_alias=True), **given}
+            else:
+                merged[name] = knobs
+        return merged
 
 
 class ServiceSlo(_Model):
@@ -173,6 +247,15 @@ class ServiceSlo(_Model):
     runbook_base: Annotated[str, Field(max_length=500)] = "https://lms.example.org/runbooks/"
     windows: Annotated[tuple[BurnWindow, ...], Field(min_length=1, max_length=16)] = DEFAULT_WINDOWS
     alerts: ServiceAlerts = ServiceAlerts()
+
+    @field_validator("exclude_routes")
+    @classmethod
+    def _check_routes(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+        return value
 
     @field_validator("selector")
     @classmethod
@@ -201,6 +284,7 @@ def load_spec(data: object) -> SloSpec:
     Raises:
         SloSpecError: naming the first wrong fields.
     """
+    single = False
     if isinstance(data, list):
         data = {"services": data}
     elif not isinstance(data, Mapping):
@@ -208,22 +292,38 @@ def load_spec(data: object) -> SloSpec:
             "invalid SLO spec: one service (a mapping), services: [...], or a list of services"
         )
     elif "services" not in data:
-        data = {"services": [data]}
+        data, single = {"services": [data]}, True
     try:
         spec = SloSpec.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
-            for err in exc.errors(include_url=False)[:10]
-        ]
-        raise SloSpecError("invalid SLO spec: " + "; ".join(problems)) from None
+        raise SloSpecError("invalid SLO spec: " + _problems(exc, single=single)) from None
     names = [s.service for s in spec.services]
     if len(set(names)) != len(names):
         raise SloSpecError(f"invalid SLO spec: a service appears twice in {names}")
     return spec
 
 
+def _problems(exc: ValidationError, *, single: bool) -> str:
+    errors = exc.errors(include_url=False)
+    locs = [tuple(err["loc"]) for err in errors]
+    problems = []
+    for err, loc in zip(errors, locs, strict=True):
+        # a tuple whose items failed also reports itself too short: the items say it
+        if err["type"] == "too_short" and any(
+            other[: len(loc)] == loc and other != loc for other in locs
+        ):
+            continue
+        where = loc[2:] if single and loc[:2] == ("services", 0) else loc
+        problems.append(f"{'.'.join(str(p) for p in where) or 'spec'}: {err['msg']}")
+    return "; ".join(problems[:10])
+
+
 # -- generation --------------------------------------------------------------
+
+
+def _promql_string(text: str) -> str:
+    """``text`` as a double-quoted PromQL string (a regex's backslashes kept)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _number(value: float) -> str:
@@ -231,7 +331,7 @@ def _number(value: float) -> str:
 
 
 def _sli_errors(svc: ServiceSlo, slo: Literal["availability", "latency"], window: str) -> str:
-    base = f'{svc.matchers},http_route!~"{svc.exclude_routes}"'
+    base = f"{svc.matchers},http_route!~{_promql_string(svc.exclude_routes)}"
     total = f"sum(rate({_REQUESTS}_count{{{base}}}[{window}]))"
     if slo == "availability":
         failed = (
@@ -261,7 +361,7 @@ def _alert(
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     rule: dict[str, Any] = {"alert": name, "expr": expr}
-    if for_ and for_ not in {"0s", "0m", "0ms", "0h"}:
+    if for_ and _seconds(for_) > 0:
         rule["for"] = for_
     rule["labels"] = {"severity": severity, "service": svc.service, **(labels or {})}
     rule["annotations"] = {
@@ -450,18 +550,53 @@ def generate_rules(spec: SloSpec) -> dict[str, Any]:
 
 
 def _scalar(value: object) -> str:
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        # YAML 1.1 readers (PyYAML) take 1e-12 for a string: 1.0e-12 is a float in both
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
     text = str(value)
     if '"' in text and text.isprintable():  # PromQL reads best single-quoted
         return "'" + text.replace("'", "''") + "'"
-    # a JSON string is a YAML double-quoted scalar
-    return json.dumps(text, ensure_ascii=False)
+    return _double_quoted(text)
 
 
-def _lines(value: object, indent: int) -> Iterable[str]:
+def _double_quoted(text: str) -> str:
+    """A YAML double-quoted scalar: printable characters as they are, others escaped.
+
+    Line and paragraph separators, NEL and control characters are escaped
+    (YAML would fold or refuse them raw).
+    """
+    out = ['"']
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif char.isprintable():
+            out.append(char)
+        elif ord(char) <= 0xFF:
+            out.append(f"\\x{ord(char):02x}")
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _lines(value: Mapping[str, Any] | list[Any], indent: int) -> Iterable[str]:
     pad = " " * indent
     if isinstance(value, Mapping):
         for key, item in value.items():
@@ -470,7 +605,7 @@ def _lines(value: object, indent: int) -> Iterable[str]:
                 yield from _lines(item, indent + 2)
             else:
                 yield f"{pad}{key}: {_block_empty(item)}"
-    elif isinstance(value, list):
+    else:
         for item in value:
             if isinstance(item, Mapping | list) and item:
                 first, *rest = list(_lines(item, indent + 2))
@@ -478,8 +613,6 @@ def _lines(value: object, indent: int) -> Iterable[str]:
                 yield from rest
             else:
                 yield f"{pad}- {_block_empty(item)}"
-    else:
-        yield f"{pad}{_scalar(value)}"
 
 
 def _block_empty(value: object) -> str:
