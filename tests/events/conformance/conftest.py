@@ -48,6 +48,7 @@ FACTORIES: dict[str, Backend] = {
     "memory": backend("memory"),
     "nats": backend("nats"),
     "log": backend("log"),
+    "redis": backend("redis"),
     "rabbitmq": backend("rabbitmq"),
 }
 
