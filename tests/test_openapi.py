@@ -166,3 +166,13 @@ def test_secured_operations_document_401_and_403(make_service: Callable[..., Ser
         assert example["example"]["code"] == slug
     public = service.app.openapi()["paths"]["/health/live"]["get"]["responses"]
     assert "401" not in public
+
+
+def test_optional_problem_members_are_absent_never_null(document: dict[str, Any]) -> None:
+    # RFC 9457 §3: a member that does not apply is left out, so null is no valid value
+    schemas = document["components"]["schemas"]
+    for name in ("Problem", "FieldError"):
+        for member, schema in schemas[name]["properties"].items():
+            text = json.dumps(schema)
+            assert '"null"' not in text, (name, member, schema)
+            assert "default" not in schema or schema["default"] is not None, (name, member)

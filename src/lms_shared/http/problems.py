@@ -19,6 +19,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -41,15 +42,39 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    # an optional member is absent, not null: no "default": null beside its type
+    for member in schema.get("properties", {}).values():
+        if isinstance(member, dict) and "default" in member and member["default"] is None:
+            del member["default"]
+
+
+def _problem_schema(schema: dict[str, Any]) -> None:
+    _no_null_defaults(schema)
+    schema["examples"] = [
+        {
+            "type": "https://lms.example.org/problems/not-found",
+            "title": "Resource not found",
+            "status": 404,
+            "detail": "course 42 does not exist",
+            "instance": "/v1/courses/42",
+            "code": "not-found",
+            "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        }
+    ]
+
+
 class FieldError(BaseModel):
     """One invalid field of a request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_no_null_defaults)
 
-    pointer: str | None = Field(
+    pointer: str | SkipJsonSchema[None] = Field(
         None, description="JSON pointer into the body (RFC 6901)", examples=["#/title"]
     )
-    parameter: str | None = Field(None, description="query, path or header parameter name")
+    parameter: str | SkipJsonSchema[None] = Field(
+        None, description="query, path or header parameter name"
+    )
     detail: str = Field(description="what is wrong with it")
     type: str = Field(description="machine-readable error kind", examples=["string_too_long"])
 
@@ -57,31 +82,21 @@ class FieldError(BaseModel):
 class Problem(BaseModel):
     """An RFC 9457 problem details object, as every error response carries."""
 
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "type": "https://lms.example.org/problems/not-found",
-                    "title": "Resource not found",
-                    "status": 404,
-                    "detail": "course 42 does not exist",
-                    "instance": "/v1/courses/42",
-                    "code": "not-found",
-                    "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
-                }
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="allow", json_schema_extra=_problem_schema)
 
     type: str = Field(description="URI identifying the problem type")
     title: str = Field(description="short summary of the problem type")
     status: int = Field(description="HTTP status code", ge=400, le=599)
-    detail: str | None = Field(None, description="explanation of this occurrence")
-    instance: str | None = Field(None, description="the request path")
+    # optional members are absent, never null (RFC 9457 §3): the schema says so
+    detail: str | SkipJsonSchema[None] = Field(None, description="explanation of this occurrence")
+    instance: str | SkipJsonSchema[None] = Field(None, description="the request path")
     code: str = Field(description="stable error code from the catalogue")
-    request_id: str | None = Field(None, description="the X-Request-ID of the request")
-    errors: list[FieldError] | None = Field(None, description="invalid fields, if any")
+    request_id: str | SkipJsonSchema[None] = Field(
+        None, description="the X-Request-ID of the request"
+    )
+    errors: list[FieldError] | SkipJsonSchema[None] = Field(
+        None, description="invalid fields, if any"
+    )
 
 
 class ProblemRenderer:

@@ -30,12 +30,70 @@ from lms_shared.auth._errors import AuthenticationFailed
 from lms_shared.auth._principal import Principal
 from lms_shared.auth._rbac import permission_pattern
 from lms_shared.auth._signer import TokenSigner
-from lms_shared.errors import BadRequest
+from lms_shared.errors import BAD_REQUEST, UNAUTHORIZED, BadRequest
+from lms_shared.http.openapi import problem_responses
 
 __all__ = ["ServiceClients", "jwks_router", "token_router"]
 
 _AUDIENCE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _FORM = "application/x-www-form-urlencoded"
+_JWK_SET = "application/jwk-set+json"
+
+# what the OpenAPI document says of the two routes (their bodies are read and
+# written by hand, so FastAPI cannot infer them)
+_JWKS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The JWK Set of the keys tokens are signed with (RFC 7517 §5)",
+        "content": {
+            _JWK_SET: {
+                "schema": {
+                    "type": "object",
+                    "required": ["keys"],
+                    "properties": {"keys": {"type": "array", "items": {"type": "object"}}},
+                }
+            }
+        },
+    }
+}
+_TOKEN_FORM = {
+    "required": True,
+    "content": {
+        _FORM: {
+            "schema": {
+                "type": "object",
+                "required": ["grant_type", "audience"],
+                "properties": {
+                    "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                    "audience": {"type": "string", "pattern": f"^{_AUDIENCE.pattern}$"},
+                    "scope": {"type": "string", "description": "space-separated permissions"},
+                    "client_id": {"type": "string", "description": "or HTTP Basic"},
+                    "client_secret": {"type": "string", "format": "password"},
+                },
+            }
+        }
+    },
+}
+_TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A service token (RFC 6749 §5.1)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["access_token", "token_type", "expires_in"],
+                    "properties": {
+                        "access_token": {"type": "string"},
+                        "token_type": {"type": "string", "enum": ["Bearer"]},
+                        "expires_in": {"type": "integer"},
+                        "scope": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    # RFC 6749 §5.2 errors, as problems with the OAuth ``error`` member
+    **problem_responses(BAD_REQUEST, UNAUTHORIZED),
+}
 
 
 def _digest(secret: str) -> bytes:
@@ -73,11 +131,16 @@ def jwks_router(signer: TokenSigner, *, path: str = "/.well-known/jwks.json") ->
     """A router serving the signer's JWKS document."""
     router = APIRouter(tags=["auth"])
 
-    @router.get(path, summary="Public signing keys (JWKS)")
+    @router.get(
+        path,
+        summary="Public signing keys (JWKS)",
+        response_class=Response,
+        responses=_JWKS_RESPONSES,
+    )
     async def jwks() -> Response:
         return Response(
             signer.jwks_bytes(),
-            media_type="application/jwk-set+json",
+            media_type=_JWK_SET,
             headers={"cache-control": "public, max-age=300"},
         )
 
@@ -135,7 +198,13 @@ def token_router(
     router = APIRouter(tags=["auth"])
     challenge = {"WWW-Authenticate": f'Basic realm="{realm}"'}
 
-    @router.post(path, summary="Service token (OAuth 2.0 client credentials)")
+    @router.post(
+        path,
+        summary="Service token (OAuth 2.0 client credentials)",
+        response_class=Response,
+        responses=_TOKEN_RESPONSES,
+        openapi_extra={"requestBody": _TOKEN_FORM},
+    )
     async def token(request: Request) -> Response:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != _FORM:
