@@ -78,11 +78,12 @@ METADATA: dict[str, MetaData] = {
     "grading": GradingBase.metadata,
 }
 EVENT_TABLES = {"lms_event_outbox", "lms_event_inbox", "lms_dead_letters"}
+SOURCING_TABLES = {"lms_event_store", "lms_event_snapshots", "lms_projection_checkpoints"}
 TABLES = {
     "identity": {"organizations", "users", "lms_api_keys"},
     "courses": {"courses", "modules", "lessons", *EVENT_TABLES},
     "enrollments": {"enrollments", "lms_idempotency_keys", "published_courses", *EVENT_TABLES},
-    "grading": {"submissions", "grades"},
+    "grading": {"submissions", "grades", *SOURCING_TABLES},
 }
 SettingsFor = Callable[[str], dict[str, Any]]
 """Each service's ``load_settings`` keywords, by name."""

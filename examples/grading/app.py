@@ -27,6 +27,7 @@ from lms_shared.http.query import list_query
 from lms_shared.models import Id, PageParams
 
 from .events import open_gradebooks
+from .gradebook import Gradebooks, GradebookView
 from .models import ENROLLMENT_INACTIVE, PROBLEMS, Grade, GradeCreate, Submission, SubmissionCreate
 from .store import SUBMISSIONS, GradingStore
 from .tables import Base, SubmissionRow
@@ -68,9 +69,10 @@ def build_service(
     transports = transports or {}
     trust_identity(service, transports.get("identity"))
     enrollments = upstream(service, "enrollments", transports)
-    open_gradebooks(service)  # new enrollments, heard through events
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
-    store = GradingStore(service.db, service.clock)
+    gradebooks = Gradebooks(service.db, service.clock)
+    open_gradebooks(service, gradebooks)  # new enrollments, heard through events
+    store = GradingStore(service.db, service.clock, gradebooks)
     v1 = service.api(1, tags=["grading"])
 
     @v1.post(
@@ -136,6 +138,16 @@ def build_service(
     ) -> Grade:
         """Record the grade of a submission (once)."""
         return await store.grade(submission_id, body)
+
+    @v1.get("/gradebooks/{enrollment_id}", responses={404: {"description": "never opened"}})
+    async def gradebook(
+        enrollment_id: Id, _: Principal = require("submission:read")
+    ) -> GradebookView:
+        """An enrollment's gradebook: the fold of its events (event sourced)."""
+        found = await gradebooks.view(enrollment_id)
+        if found is None:
+            raise NotFound(f"enrollment {enrollment_id} has no gradebook")
+        return found
 
     service.include(v1)
     return service

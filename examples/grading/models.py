@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lms_shared.errors import ErrorCode
+from lms_shared.events.sourcing import STREAM_VERSION_CONFLICT
 
 __all__ = [
     "ALREADY_GRADED",
@@ -25,6 +26,7 @@ ALREADY_GRADED = ErrorCode("already-graded", 409, "Submission already graded")
 PROBLEMS: tuple[ErrorCode, ...] = (
     ENROLLMENT_INACTIVE,
     ALREADY_GRADED,
+    STREAM_VERSION_CONFLICT,  # the event-sourced gradebook changed under a grade
 )
 """This service's own problem codes (passed to create_service)."""
 

@@ -18,6 +18,7 @@ from lms_shared import Clock, Conflict, NotFound
 from lms_shared.db import ConstraintViolation, Database, ListQuery, QuerySpec
 from lms_shared.models import PageParams
 
+from .gradebook import Gradebooks
 from .models import ALREADY_GRADED, Grade, GradeCreate, Submission, SubmissionCreate
 from .tables import GradeRow, SubmissionRow
 
@@ -69,11 +70,13 @@ class GradingStore:
     Args:
         db: the service's database (``service.db``).
         clock: stamps ``submitted_at`` and ``graded_at``.
+        gradebooks: where each grade is also recorded, in its transaction.
     """
 
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, gradebooks: Gradebooks | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._gradebooks = gradebooks
 
     async def submit(
         self, data: SubmissionCreate, *, course_id: UUID, student_id: UUID
@@ -126,9 +129,18 @@ class GradingStore:
         """
 
         async def insert(tx: AsyncSession) -> Grade:
-            found = await tx.scalar(
-                select(SubmissionRow.id).where(SubmissionRow.id == submission_id)
-            )
+            # columns, not the row: loading it would load its grade, and a second
+            # grade would then clash in the session instead of at the primary key
+            found = (
+                await tx.execute(
+                    select(
+                        SubmissionRow.enrollment_id,
+                        SubmissionRow.course_id,
+                        SubmissionRow.student_id,
+                        SubmissionRow.assignment,
+                    ).where(SubmissionRow.id == submission_id)
+                )
+            ).first()
             if found is None:
                 raise NotFound(f"submission {submission_id} does not exist")
             row = GradeRow(
@@ -139,6 +151,16 @@ class GradingStore:
             )
             tx.add(row)
             await tx.flush()
+            if self._gradebooks is not None:  # the grade and its gradebook entry commit together
+                await self._gradebooks.record(
+                    tx,
+                    enrollment_id=found.enrollment_id,
+                    course_id=found.course_id,
+                    student_id=found.student_id,
+                    submission_id=submission_id,
+                    assignment=found.assignment,
+                    percent=row.percent,
+                )
             return grade_out(row)
 
         try:

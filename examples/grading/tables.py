@@ -1,4 +1,4 @@
-"""The grading service's tables: submissions and their grades."""
+"""The grading service's tables: submissions, their grades, and the gradebooks' event store."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from lms_shared.db import Model
+from lms_shared.events.sourcing import sourcing_tables
 
 __all__ = ["Base", "GradeRow", "SubmissionRow"]
 
@@ -47,3 +48,7 @@ class GradeRow(Base):
     feedback: Mapped[str] = mapped_column(Text, default="")
     grader_id: Mapped[UUID]
     graded_at: Mapped[datetime]
+
+
+# the event-sourced gradebooks (examples.grading.gradebook): store, snapshots, checkpoints
+sourcing_tables(Base.metadata)
