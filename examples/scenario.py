@@ -12,6 +12,11 @@ the admin, the instructor and each student log in with a password and send
 their access token; one call uses an API key. Each service checks the
 permission a route needs, so a student trying to grade gets a 403 problem.
 
+One step follows an event that cannot be handled: an admin stages an
+outage of enrollments' handler of published courses, the event is
+dead-lettered, and after the outage the admin replays it over enrollments'
+dead-letter API (``/admin/events/dead-letters``).
+
 The services keep their data between runs (each has its own database), so
 the scenario plays on whatever earlier runs left: every run is a new term,
 with its own organization (``northwind``, then ``northwind-2``, ...) whose
@@ -20,16 +25,22 @@ users, course and enrollments are new too.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from rich.table import Table
 
 from examples.driver import Driver, Step, StepFailed
 
 __all__ = ["STEPS", "Scenario"]
+
+T = TypeVar("T")
 
 STUDENTS = (
     "Ada Lovelace",
@@ -80,15 +91,26 @@ class Scenario(Driver):
         self.login(actor, answer["access_token"])
 
 
-def check_readiness(s: Scenario) -> str:
-    """Every service is ready, and sees the services it depends on."""
+def check_readiness(s: Scenario, *, settle: float = 5.0) -> str:
+    """Every service is ready, and sees the services it depends on.
+
+    Services start side by side: one may have looked a dependency up just
+    before it registered. A dependency check that warns is asked again for
+    up to ``settle`` seconds before the step fails.
+    """
     edges: list[str] = []
     for name in s.urls:
-        report = s.json("GET", name, "/health/ready", expect=200)
-        checks = report.get("checks", {})
-        for check, result in checks.items():
-            if result["status"] != "pass":
-                raise StepFailed(f"{name} reports {check} as {result['status']}")
+        deadline = time.monotonic() + settle
+        while True:
+            report = s.json("GET", name, "/health/ready", expect=200)
+            checks = report.get("checks", {})
+            failing = [(c, r["status"]) for c, r in checks.items() if r["status"] != "pass"]
+            if not failing:
+                break
+            if time.monotonic() > deadline or any(status != "warn" for _, status in failing):
+                check, status = failing[0]
+                raise StepFailed(f"{name} reports {check} as {status}")
+            time.sleep(0.1)
         if checks:
             edges.append(f"{name} → {', '.join(checks)}")
     return f"{len(s.urls)} ready; {'; '.join(edges)}"
@@ -446,7 +468,16 @@ def grade_assignments(s: Scenario) -> str:
         )
         percents.append(grade["percent"])
     average = sum(percents) / len(percents)
-    return f"201 x {len(percents)} submitted and graded, average {average:.1f}%"
+    # the gradebook is event sourced: the fold of GradebookOpened and GradeRecorded
+    book = s.json("GET", "grading", f"/v1/gradebooks/{s.enrollment_ids[0]}", expect=200,
+                  as_="instructor")  # fmt: skip
+    entries = [(e["assignment"], e["percent"]) for e in book["entries"]]
+    if entries != [("Lab 1: retries", percents[0])] or book["version"] != 2:
+        raise StepFailed(f"the gradebook is not the fold of its events: {book}")
+    return (
+        f"201 x {len(percents)} submitted and graded, average {average:.1f}%; "
+        f"gradebook v{book['version']} (opened, graded) from its events"
+    )
 
 
 def refuse_student_grading(s: Scenario) -> str:
@@ -574,6 +605,140 @@ def send_forged_cursor(s: Scenario) -> str:
     return "400 invalid-cursor"
 
 
+POISONED = ("CS102", "Event-driven systems")
+"""The course whose ``CoursePublished`` enrollments fails to handle until the outage ends."""
+DRILL = "/admin/drills/course-intake"
+DEAD_LETTERS = "/admin/events/dead-letters"
+
+
+def _poll(what: str, seconds: float, probe: Callable[[], T | None]) -> T:
+    """``probe()`` every 0.1 s until it answers something, for at most ``seconds``.
+
+    Raises:
+        StepFailed: it answered nothing in time.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise StepFailed(f"{what} within {seconds:.0f} s")
+        time.sleep(0.1)
+
+
+def replay_dead_letter(s: Scenario) -> str:
+    """A CoursePublished enrollments cannot handle is dead-lettered, then replayed after the fix.
+
+    The admin stages an outage of enrollments' handler of published courses
+    (a drill route, not in production); the instructor publishes a second
+    course; the handler fails every attempt and the event lands in
+    enrollments' dead-letter queue, with the reason, the attempts and the
+    trace id. The outage ends (the fix), the admin replays the letter over
+    the dead-letter API, enrollments hears of the course and the letter is
+    gone.
+    """
+    code, title = POISONED
+    body = {
+        "code": code,
+        "title": title,
+        "organization_id": s.org_id,
+        "instructor_id": s.instructor_id,
+    }
+    course = s.json("POST", "courses", "/v1/courses", expect=201, json=body, as_="instructor")
+    path = f"/v1/courses/{course['id']}"
+    module = s.json(
+        "POST", "courses", f"{path}/modules", expect=201, json={"title": "Logs"}, as_="instructor"
+    )
+    s.call(
+        "POST",
+        "courses",
+        f"{path}/modules/{module['id']}/lessons",
+        expect=201,
+        json={"title": "Dead letters and replays", "duration_minutes": 20},
+        as_="instructor",
+    )
+    outage = {"failing": True, "reason": "catalogue re-indexing"}
+    s.json("PUT", "enrollments", DRILL, expect=200, json=outage, as_="admin")
+    try:
+        s.json("POST", "courses", f"{path}/publish", expect=200, as_="instructor")
+
+        def dead() -> dict[str, Any] | None:
+            page = s.json(
+                "GET",
+                "enrollments",
+                DEAD_LETTERS,
+                expect=200,
+                params={"type": "lms.course.published", "group": "enrollments", "limit": 500},
+                as_="admin",
+            )
+            mine = [x for x in page["items"] if _event_data(x).get("course_id") == course["id"]]
+            return mine[0] if mine else None
+
+        letter = _poll(f"the CoursePublished of {code} was not dead-lettered", 30, dead)
+    finally:  # whatever happened, the outage ends (the fix)
+        s.json("PUT", "enrollments", DRILL, expect=200, json={"failing": False}, as_="admin")
+    heard = f"/v1/published-courses/{course['id']}"
+    s.problem("GET", "enrollments", heard, status=404, code="not-found", as_="admin")
+    if letter["reason"] != "handler-failed" or "CourseIntakeDown" not in letter["error"]:
+        raise StepFailed(f"the letter died of {letter['reason']}: {letter['error'][:200]}")
+    if not letter["trace_id"]:
+        raise StepFailed("the dead letter has no trace id")
+    replayed = s.json(
+        "POST",
+        "enrollments",
+        f"{DEAD_LETTERS}/replay",
+        expect=200,
+        json={"ids": [letter["id"]]},
+        as_="admin",
+    )
+    if replayed["count"] != 1 or replayed["letter_ids"] != [letter["id"]] or replayed["error"]:
+        raise StepFailed(f"the replay answered {replayed}")
+
+    def published() -> dict[str, Any] | None:
+        response = s.client.get(s.urls["enrollments"] + heard, headers=s.credentials["admin"])
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise StepFailed(f"GET {heard} answered {response.status_code}: {response.text[:300]}")
+        found: dict[str, Any] = response.json()
+        return found
+
+    kept = _poll(f"enrollments did not hear of {code} after the replay", 30, published)
+    if (kept["code"], kept["title"]) != POISONED:
+        raise StepFailed(f"enrollments keeps the course as {kept['code']} {kept['title']!r}")
+    s.problem(
+        "GET",
+        "enrollments",
+        f"{DEAD_LETTERS}/{letter['id']}",
+        status=404,
+        code="not-found",
+        as_="admin",
+    )
+    table = Table(title=f"dead letter {letter['id']}", title_justify="left")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for name in ("event_type", "reason", "attempts", "handler", "trace_id"):
+        table.add_row(name, str(letter[name]))
+    table.add_row("error", letter["error"].splitlines()[0][:120])
+    table.add_row("replayed", f"{replayed['count']} letter, then 200 {heard}")
+    s.details.append(table)
+    return (
+        f"{code}'s CoursePublished dead-lettered at enrollments ({letter['reason']}, "
+        f"{letter['attempts']} attempts, trace {letter['trace_id']}); outage over, "
+        f"replayed {replayed['count']}: enrollments heard of {code}, the letter is gone"
+    )
+
+
+def _event_data(letter: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON data of a dead letter's event (``{}`` if it is not a JSON object)."""
+    try:
+        data = json.loads(base64.b64decode(letter["data_base64"]))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def use_an_api_key(s: Scenario) -> str:
     """A roster script reads the term's students with an API key limited to reading users."""
     key = s.json(
@@ -632,5 +797,6 @@ STEPS: tuple[Step[Scenario], ...] = (
     Step("Call a deprecated route", call_deprecated_route),
     Step("Call an unknown API version", call_unknown_version),
     Step("Send a forged cursor", send_forged_cursor),
+    Step("Dead-letter a poisoned event and replay it", replay_dead_letter),
     Step("Read a roster with an API key", use_an_api_key),
 )

@@ -8,9 +8,11 @@ scenario in-process on SQLite and PostgreSQL, and runs ``make demo`` twice.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -29,11 +31,12 @@ from examples.access import auth_settings, new_platform_secrets
 from examples.courses.app import FLAT_LESSONS_DEPRECATION
 from examples.courses.app import build_service as build_courses
 from examples.demo import run_scenario
+from examples.driver import StepResult, run_step
 from examples.enrollments.app import build_service as build_enrollments
 from examples.grading.app import build_service as build_grading
 from examples.identity.app import build_service as build_identity
 from examples.processes import Platform, PlatformError
-from examples.scenario import STEPS
+from examples.scenario import STEPS, Scenario
 from lms_shared import Service, load_settings
 from lms_shared.testing import FakeIdentity, service_client
 
@@ -569,3 +572,81 @@ async def test_unreachable_dependency_is_a_503_problem_and_only_a_readiness_warn
     assert report["status"] == "warn"
     assert report["checks"]["identity"]["status"] == "warn"
     assert report["checks"]["identity"]["critical"] is False
+
+
+async def test_a_poisoned_event_is_dead_lettered_and_replayed_after_the_fix(
+    tmp_path: Path,
+) -> None:
+    """The scenario's dead-letter step, after the steps it needs, on the services in-process."""
+    from tests.test_examples_db import InProcess  # here: that module imports this one
+
+    wanted = (
+        "Check every service is ready",
+        "Bootstrap and log in the admin",
+        "Create an organization",
+        "Register users",
+        "Log in the instructor and students",
+        "Dead-letter a poisoned event and replay it",
+    )
+    steps = [step for step in STEPS if step.title in wanted]
+    state = {"state_dir": tmp_path / "state"}
+    async with platform_in_process(lambda name: state) as clients:
+        transport = InProcess(clients, asyncio.get_running_loop())
+        urls = {name: f"http://{name}.test" for name in SERVICES}
+
+        def play() -> tuple[list[StepResult], httpx.Response, str]:
+            out = Console(file=io.StringIO(), width=160)
+            with httpx.Client(transport=transport, timeout=10.0) as client:
+                scenario = Scenario(client, urls)
+                results = [run_step(step, scenario) for step in steps]
+                for detail in scenario.details:
+                    out.print(detail)
+                drill = client.put(
+                    urls["enrollments"] + "/admin/drills/course-intake",
+                    json={"failing": True},
+                    headers=scenario.credentials[scenario.student_ids[0]],
+                )
+            assert isinstance(out.file, io.StringIO)
+            return results, drill, out.file.getvalue()
+
+        results, drill, details = await asyncio.to_thread(play)
+
+    assert [r.title for r in results] == list(wanted)
+    assert [r.result for r in results] == ["OK"] * len(wanted), results
+    summary = results[-1].summary
+    assert "CS102's CoursePublished dead-lettered at enrollments (handler-failed, 4 attempts" in (
+        summary
+    )
+    assert "replayed 1: enrollments heard of CS102, the letter is gone" in summary
+    trace = re.search(r"trace ([0-9a-f]{32})", summary)
+    assert trace is not None, summary
+    assert re.search(r"dead letter [0-9a-f]{32}", details), details
+    for shown in (
+        "lms.course.published",
+        "handler-failed",
+        "course_published",
+        trace.group(1),
+        "CourseIntakeDown: course intake is down (drill): catalogue re-indexing",
+        "1 letter, then 200 /v1/published-courses/",
+    ):
+        assert shown in details, details
+    assert (drill.status_code, drill.json()["code"]) == (403, "insufficient-permission")
+
+
+def test_the_course_intake_drill_is_not_served_in_production() -> None:
+    production = build_enrollments(
+        settings=load_settings(
+            env="production",
+            secret_key="kQ9-vT3x-Lp7w-Zr2m-Ny6c-Hb4s-Jd8f",
+            ratelimit_url="redis://ratelimit.internal:6379/0",
+            allowed_hosts=["enrollments.example"],
+            auth_issuer="https://identity.example",
+            auth_jwks_url="https://identity.example/.well-known/jwks.json",
+            database_url="postgresql+asyncpg://lms@db.example/enrollments",  # never connected
+        )
+    )
+    paths = set(production.app.openapi()["paths"])
+
+    assert "/admin/drills/course-intake" not in paths
+    assert "/admin/events/dead-letters" in paths
+    assert "/v1/published-courses/{course_id}" in paths

@@ -5,7 +5,9 @@ courses whether the course exists and is published, over HTTP through the
 chassis' client (``service.client``: discovery, retries, breakers, the
 caller's deadline), with this service's own service token. ``POST /v1/enrollments`` honours
 ``Idempotency-Key`` (a retry gets the first response back, marked
-``Idempotent-Replayed: true``), kept in the service's database.
+``Idempotent-Replayed: true``), kept in the service's database. What it
+heard of courses, its dead letters and (outside production) an outage
+drill are in :mod:`examples.enrollments.events`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from lms_shared.http import (
 from lms_shared.http.query import list_query
 from lms_shared.models import Id, PageParams
 
-from .events import listen_to_courses
+from .events import course_routers, listen_to_courses
 from .models import COURSE_NOT_PUBLISHED, NOT_A_STUDENT, PROBLEMS, Enrollment, EnrollmentCreate
 from .store import ENROLLMENTS, EnrollmentStore
 from .tables import IDEMPOTENCY_KEYS, Base, EnrollmentRow
@@ -82,7 +84,7 @@ def build_service(
     service.db.use_migrations(MIGRATIONS, metadata=Base.metadata)
     service.events.publishes(EnrollmentCreated)
     store = EnrollmentStore(service.db, service.clock, service.events)
-    listen_to_courses(service)  # published courses, heard through events
+    intake = listen_to_courses(service)  # published courses, heard through events
     idempotency = Idempotency(
         SqlIdempotencyStore(service.db, table=IDEMPOTENCY_KEYS),
         clock=service.clock,
@@ -195,7 +197,7 @@ def build_service(
         """
         await store.drop(enrollment_id)
 
-    service.include(v1)
+    service.include(v1, *course_routers(service, intake))  # + dead letters, the drill
     return service
 
 
