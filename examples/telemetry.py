@@ -47,7 +47,8 @@ def _complete(spans: list[SpanRecord], until: str) -> bool:
     ids = {s.span_id for s in spans}
     roots = [s for s in spans if s.parent_id not in ids]
     parents = {s.parent_id for s in spans}
-    answered = all(s.span_id in parents for s in spans if s.kind in ("client", "producer"))
+    calls = [s for s in spans if s.kind == "producer" or "peer.service" in s.attributes]
+    answered = all(s.span_id in parents for s in calls)
     return len(roots) == 1 and answered and any(s.name == until for s in spans)
 
 

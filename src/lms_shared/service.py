@@ -236,6 +236,7 @@ class Service:
             from lms_shared.db import Database  # noqa: PLC0415
 
             database = Database.from_settings(self.name, self.settings, clock=self.clock)
+            database.tracer_provider = self.tracing.provider  # a span per statement
             # a service that uses the database answers with its problem codes too
             self.catalogue = Catalogue(self.catalogue.values(), DB_PROBLEMS)
             self.problems.catalogue = self.catalogue

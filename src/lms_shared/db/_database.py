@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from opentelemetry.trace import TracerProvider
 from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -36,6 +37,7 @@ from lms_shared.db._errors import DatabaseUnavailable, MigrationError
 from lms_shared.db._migrations import Migrations
 from lms_shared.db._retry import backoff_delay, is_disconnect
 from lms_shared.db._scoping import scoped_session_class
+from lms_shared.db._tracing import trace_engine
 from lms_shared.db._units import UnitsOfWork
 from lms_shared.errors import NotReady
 from lms_shared.observability import get_logger
@@ -77,6 +79,8 @@ class Database(UnitsOfWork):
         self._turn = 0
         self._waits = 0
         self._timeouts = 0
+        # a span per statement when set (the service sets its tracing's provider)
+        self.tracer_provider: TracerProvider | None = None
 
     @classmethod
     def from_settings(
@@ -126,6 +130,9 @@ class Database(UnitsOfWork):
             for e in (engine, *replicas)
         ]
         self._engine, self._replicas = engine, replicas
+        if self.tracer_provider is not None:
+            for each in (engine, *replicas):
+                trace_engine(each, self.tracer_provider)
         return engine
 
     def use_migrations(
