@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
-from lms_shared import Service, errors
+from lms_shared import Service, errors, load_settings
 from lms_shared.http import Page, page_params, problem_responses
 from lms_shared.models import PageParams
 from lms_shared.testing import service_client
@@ -176,3 +177,16 @@ def test_optional_problem_members_are_absent_never_null(document: dict[str, Any]
             text = json.dumps(schema)
             assert '"null"' not in text, (name, member, schema)
             assert "default" not in schema or schema["default"] is not None, (name, member)
+
+
+def test_list_filters_and_sort_are_documented_parameters(tmp_path: Path) -> None:
+    from examples.enrollments.app import build_service
+
+    service = build_service(settings=load_settings(state_dir=str(tmp_path)))
+    operation = service.app.openapi()["paths"]["/v1/enrollments"]["get"]
+    params = {p["name"]: p for p in operation["parameters"]}
+    assert {"status", "course_id", "course_id[in]", "enrolled_at[gte]", "sort"} <= set(params)
+    assert all(params[name]["in"] == "query" for name in ("status", "course_id[in]", "sort"))
+    assert not any(params[name]["required"] for name in ("status", "sort"))
+    assert "one of (comma-separated)" in params["course_id[in]"]["description"]
+    assert "enrolled_at" in params["sort"]["description"]
