@@ -22,6 +22,8 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
 
 from lms_shared.auth._authenticator import Authenticator
 from lms_shared.auth._errors import PermissionDenied
@@ -39,6 +41,8 @@ __all__ = [
 
 STATE_KEY = "lms_auth"
 SCOPE_KEY = "lms.principal"
+_USER = "lms.user"
+_TENANT = "lms.tenant"
 
 
 def install_auth(app: FastAPI, authenticator: Authenticator) -> None:
@@ -101,6 +105,7 @@ class _Requirement(SecurityBase):
                 if not principal.can(permission, course=course, tenant=tenant):
                     raise authenticator.denied(self._denied(permission, course))
         scope.setdefault("state", {})["principal"] = principal
+        _carry_in_baggage(principal)
         return principal
 
     @staticmethod
@@ -109,6 +114,21 @@ class _Requirement(SecurityBase):
         return PermissionDenied(
             permission, f"this action needs the {permission!r} permission{where}"
         )
+
+
+def _carry_in_baggage(principal: Principal) -> None:
+    """Put the caller's tenant and user in the W3C baggage for the rest of the request.
+
+    Calls to other services then carry them (``baggage: lms.tenant=...,lms.user=...``),
+    so a callee's logs and spans know on whose behalf it works. Ids only, never names.
+    """
+    current = otel_context.get_current()
+    if baggage.get_baggage(_USER, current) == principal.subject:
+        return
+    updated = baggage.set_baggage(_USER, principal.subject[:128], context=current)
+    if principal.tenant:
+        updated = baggage.set_baggage(_TENANT, principal.tenant[:128], context=updated)
+    otel_context.attach(updated)  # the request's task: the tracing middleware restores it
 
 
 def require(*permissions: str, course: str | None = None, tenant: str | None = None) -> Any:
