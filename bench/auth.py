@@ -49,7 +49,8 @@ from lms_shared.auth import (
     check,
 )
 from lms_shared.clock import SystemClock
-from lms_shared.http import AuthMiddleware, ProblemRenderer, install_auth, require
+from lms_shared.http import AuthMiddleware, ProblemRenderer, require
+from lms_shared.http.auth import install_auth
 
 ISSUER = "https://identity.bench"
 AUDIENCE = "courses"
