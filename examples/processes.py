@@ -142,7 +142,76 @@ class Platform:
         for svc in self.services:
             self._spawn(svc)
 
-    def _spawn(self, svc: ServiceProcess) -> None:
+    def service(self, name: str) -> ServiceProcess:
+        """The service called ``name``.
+
+        Raises:
+            KeyError: there is no such service.
+        """
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
+
+    def stop_service(self, name: str, timeout: float = 15.0) -> int | None:
+        """Stop one service: SIGTERM its group, wait up to ``timeout`` s, then SIGKILL.
+
+        Returns:
+            Its exit code (``None``: it was not running).
+        """
+        svc = self.service(name)
+        process = svc.process
+        if process is None:
+            return None
+        _signal_group(process, signal.SIGTERM)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            code = process.wait()
+        svc.process = None
+        if svc.log_file is not None:
+            svc.log_file.close()
+            svc.log_file = None
+        return code
+
+    def start_service(
+        self, name: str, timeout: float = 60.0, environ: Mapping[str, str] | None = None
+    ) -> None:
+        """Start a stopped service again on its port and wait until it is ready.
+
+        Its log file is appended to, and its environment is the one it first
+        started with, plus ``environ``.
+
+        Raises:
+            PlatformError: it is running, its port is taken, it exited, or it
+                was not ready within ``timeout`` s.
+        """
+        svc = self.service(name)
+        if svc.process is not None and svc.process.poll() is None:
+            raise PlatformError(f"the {name} service is already running")
+        deadline = time.monotonic() + timeout
+        while port_in_use(svc.port):  # the old process's socket may linger an instant
+            if time.monotonic() > deadline:
+                raise PlatformError(f"port {svc.port} for the {name} service is still in use")
+            time.sleep(0.1)
+        self._spawn(svc, append=True, environ=environ)
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                self._check_running(svc, "while starting again")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(f"{svc.url}/health/ready").status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise PlatformError(
+                        f"the {name} service was not ready again within {timeout:g}s; "
+                        f"see {svc.log_path}\n{svc.log_tail()}"
+                    )
+                time.sleep(0.1)
+
+    def _spawn(
+        self, svc: ServiceProcess, *, append: bool = False, environ: Mapping[str, str] | None = None
+    ) -> None:
         command = [
             sys.executable,
             "-m",
@@ -154,16 +223,18 @@ class Platform:
             "--port",
             str(svc.port),
         ]
-        svc.log_file = svc.log_path.open("wb")
+        svc.log_file = svc.log_path.open("ab" if append else "wb")
         svc.process = subprocess.Popen(
             command,
             cwd=self.root,
-            env={**self.environ, **self.service_environ.get(svc.name, {})},
+            env={**self.environ, **self.service_environ.get(svc.name, {}), **(environ or {})},
             stdin=subprocess.DEVNULL,
             stdout=svc.log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 (no threads yet)
+            # no threads at the first start; a restart forks from the scenario's thread,
+            # whose hook only calls prctl and getppid
+            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509
         )
 
     def wait_ready(

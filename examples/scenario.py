@@ -32,13 +32,16 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import httpx
+from rich.json import JSON
+from rich.panel import Panel
 from rich.table import Table
 
-from examples.driver import Driver, Step, StepFailed
+from examples.driver import PROBLEM_TYPE, Driver, Step, StepFailed
 
-__all__ = ["STEPS", "Scenario"]
+__all__ = ["STEPS", "Scenario", "ServiceControl"]
 
 T = TypeVar("T")
 
@@ -67,9 +70,24 @@ OUTLINE = {
 }
 
 
+class ServiceControl(Protocol):
+    """Stops and starts a service of the platform (the demo's processes)."""
+
+    def stop(self, name: str) -> None:
+        """Stop the service ``name``; return once it no longer answers."""
+
+    def start(self, name: str) -> None:
+        """Start the service ``name`` again; return once it is ready."""
+
+
 @dataclass
 class Scenario(Driver):
-    """The driver, plus the ids the steps made so far."""
+    """The driver, plus the ids the steps made so far.
+
+    Attributes:
+        services: stops and starts services (``None``: they cannot be, e.g.
+            in-process; the step that stops courses then says so).
+    """
 
     org_id: str = ""
     org_slug: str = ""
@@ -81,6 +99,7 @@ class Scenario(Driver):
     submission_ids: list[str] = field(default_factory=list)
     emails: dict[str, str] = field(default_factory=dict)
     trace_id: str = ""  # the traced enrollment's (the demo prints its tree at the end)
+    services: ServiceControl | None = None
 
     def log_in(self, actor: str, email: str, password: str = PASSWORD) -> None:
         """Log in at identity; ``actor``'s requests carry the access token from then on."""
@@ -445,6 +464,94 @@ def refuse_illegal_enrollments(s: Scenario) -> str:
     return ", ".join(f"{status} {code}" for status, code, _ in attempts)
 
 
+UPSTREAM_DOWN = ("service-unavailable", "no-instances")
+"""The codes of enrollments' 503 when courses does not answer (or is not registered)."""
+
+
+def break_the_courses_circuit(s: Scenario, *, recover: float = 30.0) -> str:
+    """Courses stops: enrollments answers 503s, then its breaker opens; courses comes back.
+
+    The last student's enrollment is dropped, then the admin enrolls them
+    again while courses is down: enrollments asks courses, gets no answer
+    and says so (503 ``service-unavailable``); after a few such calls its
+    breaker to courses opens and the answer is a fast 503 ``circuit-open``,
+    without a call to courses. Courses starts again; once the breaker's
+    open wait is over it lets a probe through, the probe succeeds, the
+    breaker closes and the enrollment is made (201).
+    """
+    if s.services is None:
+        return "skipped: courses cannot be stopped in process (the demo's processes can)"
+    last = s.enrollment_ids[-1]
+    s.call("DELETE", "enrollments", f"/v1/enrollments/{last}", expect=204, as_="admin")
+    body = {"course_id": s.course_id, "user_id": s.student_ids[-1]}
+
+    def enroll() -> tuple[httpx.Response, float]:
+        started = time.perf_counter()
+        response = s.client.post(
+            s.urls["enrollments"] + "/v1/enrollments", json=body, headers=s.credentials["admin"]
+        )
+        return response, time.perf_counter() - started
+
+    def code_of(response: httpx.Response) -> str:
+        if response.status_code != 503:
+            raise StepFailed(
+                f"with courses down, enrolling answered {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        if not response.headers.get("content-type", "").startswith(PROBLEM_TYPE):
+            raise StepFailed(f"the 503 is not a problem: {response.text[:300]}")
+        return str(response.json().get("code"))
+
+    s.services.stop("courses")
+    try:
+        failing: list[tuple[str, float]] = []
+        while True:
+            response, took = enroll()
+            code = code_of(response)
+            if code == "circuit-open":
+                break
+            if code not in UPSTREAM_DOWN:
+                raise StepFailed(f"with courses down, enrolling answered the problem {code!r}")
+            failing.append((code, took))
+            if len(failing) > 20:
+                raise StepFailed(f"20 calls answered {code} and the breaker never opened")
+        if not failing:
+            raise StepFailed("the breaker was open before courses failed")
+        opened = response.json()
+        s.details.append(_problem_panel(opened, "POST enrollments/v1/enrollments"))
+        fast = took
+    finally:  # whatever happened, courses comes back
+        s.services.start("courses")
+    restarted = time.monotonic()
+
+    def enrolled() -> dict[str, Any] | None:
+        response, _ = enroll()
+        if response.status_code == 201:
+            found: dict[str, Any] = response.json()
+            return found
+        if response.status_code == 503:
+            return None
+        raise StepFailed(f"after courses came back, enrolling answered {response.status_code}: "
+                         f"{response.text[:300]}")  # fmt: skip
+
+    again = _poll("the breaker did not close after courses came back", recover, enrolled, 0.25)
+    closed = time.monotonic() - restarted
+    s.enrollment_ids[-1] = again["id"]
+    down, slow = failing[-1]
+    return (
+        f"courses stopped: 503 {down} x {len(failing)} (last in {slow * 1000:.0f} ms), "
+        f"then 503 circuit-open in {fast * 1000:.0f} ms; courses started again, "
+        f"the breaker closed {closed:.1f} s later (201 enrolled again)"
+    )
+
+
+def _problem_panel(problem: Mapping[str, Any], subtitle: str) -> Panel:
+    document = JSON.from_data(problem)
+    document.text.no_wrap = False
+    document.text.overflow = "fold"
+    return Panel(document, title=f"503 {PROBLEM_TYPE}", subtitle=subtitle, expand=False)
+
+
 def grade_assignments(s: Scenario) -> str:
     """Each student hands in lab 1 (grading asks enrollments); the instructor grades it."""
     percents = []
@@ -611,8 +718,8 @@ DRILL = "/admin/drills/course-intake"
 DEAD_LETTERS = "/admin/events/dead-letters"
 
 
-def _poll(what: str, seconds: float, probe: Callable[[], T | None]) -> T:
-    """``probe()`` every 0.1 s until it answers something, for at most ``seconds``.
+def _poll(what: str, seconds: float, probe: Callable[[], T | None], every: float = 0.1) -> T:
+    """``probe()`` every ``every`` s until it answers something, for at most ``seconds``.
 
     Raises:
         StepFailed: it answered nothing in time.
@@ -624,7 +731,7 @@ def _poll(what: str, seconds: float, probe: Callable[[], T | None]) -> T:
             return found
         if time.monotonic() > deadline:
             raise StepFailed(f"{what} within {seconds:.0f} s")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def replay_dead_letter(s: Scenario) -> str:
@@ -789,6 +896,7 @@ STEPS: tuple[Step[Scenario], ...] = (
     Step("Enroll the students", enroll_students),
     Step("Drop a mistaken enrollment", drop_mistaken_enrollment),
     Step("Refuse illegal enrollments", refuse_illegal_enrollments),
+    Step("Stop courses: the breaker opens, then closes", break_the_courses_circuit),
     Step("Submit and grade lab 1", grade_assignments),
     Step("Refuse a student grading", refuse_student_grading),
     Step("Refuse invalid grades", refuse_invalid_grades),

@@ -45,6 +45,7 @@ PROBLEM = "application/problem+json"
 SERVICES = ("identity", "courses", "enrollments", "grading")
 IDENTITY_URL = "http://identity.test"
 PASSWORD = "correct horse battery staple"
+BREAKER_STEP = "Stop courses: the breaker opens, then closes"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def test_signal_stops_the_long_running_demo(runner: dict[str, Any], signum: int)
         process = runner["process"] = subprocess.Popen(
             [sys.executable, "-m", "examples.demo"],
             cwd=ROOT,
-            env=demo_env(base, state),
+            env={**demo_env(base, state), "COLUMNS": "320"},  # step lines on one line each
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -172,8 +173,24 @@ def test_signal_stops_the_long_running_demo(runner: dict[str, Any], signum: int)
     process.send_signal(signum)
 
     assert process.wait(120) == 0, out_path.read_text()
-    assert "stopped identity, courses, enrollments, grading" in out_path.read_text()
+    output = out_path.read_text()
+    assert "stopped identity, courses, enrollments, grading" in output
     assert_platform_gone(base)
+    # mid-scenario courses stopped: 503s, then the breaker's fast 503 circuit-open, then closed
+    assert summary_rows(output) == {step.title: "OK" for step in STEPS}, output
+    line = next(line for line in output.splitlines() if "courses stopped: 503" in line)
+    assert re.search(r"503 (service-unavailable|no-instances) x \d+", line), line
+    assert re.search(r"then 503 circuit-open in \d+ ms", line), line
+    assert re.search(r"the breaker closed \d+\.\d s later \(201 enrolled again\)", line), line
+
+
+def test_the_breaker_step_says_courses_cannot_be_stopped_in_process() -> None:
+    step = next(step for step in STEPS if step.title == BREAKER_STEP)
+    with httpx.Client() as client:
+        result = run_step(step, Scenario(client, {}))
+
+    assert result.ok, result
+    assert result.summary.startswith("skipped: courses cannot be stopped in process")
 
 
 def test_demo_names_the_service_whose_port_is_taken(runner: dict[str, Any]) -> None:
