@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import signal
 import sys
@@ -129,6 +130,21 @@ def run_scenario(
     return results
 
 
+DEMO_BREAKERS = json.dumps(
+    {
+        callee: {
+            "breaker": {
+                "sliding_window_size": 6,
+                "minimum_number_of_calls": 3,
+                "wait_duration_in_open_state": 1.0,
+            }
+        }
+        for callee in SERVICES
+    }
+)
+"""Per called service, breaker knobs small enough for the demo (``LMS_CLIENT_TARGETS``)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; return the process exit code."""
     args = _parse(argv)
@@ -157,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # each registers itself in the local registry; the callers find it there
                 "LMS_DISCOVERY_ADDRESS": HOST,
                 "LMS_DISCOVERY_PORT": str(service_port(name, base)),
+                # a breaker that trips and heals within seconds (the step that stops courses)
+                "LMS_CLIENT_TARGETS": DEMO_BREAKERS,
             }
             for name in SERVICES
         },

@@ -473,7 +473,7 @@ def break_the_courses_circuit(s: Scenario, *, recover: float = 30.0) -> str:
 
     The last student's enrollment is dropped, then the admin enrolls them
     again while courses is down: enrollments asks courses, gets no answer
-    and says so (503 ``service-unavailable``); after a few such calls its
+    and says so (503 ``no-instances`` or ``service-unavailable``); after a few such calls its
     breaker to courses opens and the answer is a fast 503 ``circuit-open``,
     without a call to courses. Courses starts again; once the breaker's
     open wait is over it lets a probe through, the probe succeeds, the

@@ -35,6 +35,20 @@ _ASYMMETRIC: tuple[TokenAlgorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA", "
 _DNS_LABEL = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
+class BreakerTarget(BaseModel):
+    """Circuit-breaker knobs for calls to one service (Resilience4j's names and meaning)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failure_rate_threshold: Annotated[float, Field(gt=0, le=100)] | None = None
+    slow_call_rate_threshold: Annotated[float, Field(gt=0, le=100)] | None = None
+    slow_call_duration_threshold: Annotated[float, Field(gt=0, le=3600)] | None = None
+    sliding_window_size: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    minimum_number_of_calls: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    wait_duration_in_open_state: Annotated[float, Field(gt=0, le=3600)] | None = None
+    permitted_number_of_calls_in_half_open_state: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+
 class ClientTarget(BaseModel):
     """Overrides of the client settings for calls to one service (``LMS_CLIENT_TARGETS``)."""
 
@@ -45,6 +59,7 @@ class ClientTarget(BaseModel):
     retries: Annotated[int, Field(ge=0, le=10)] | None = None
     hedge_delay: Annotated[float, Field(gt=0, le=60)] | None = None
     max_concurrent: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    breaker: BreakerTarget | None = None
 
 
 class Settings(BaseSettings):
@@ -87,7 +102,9 @@ class Settings(BaseSettings):
             retries; the client calls the service's DNS name once.
         client_mesh_namespace: Kubernetes namespace of the called services
             under a mesh (``name.namespace.svc.cluster.local``); unset: ``name``.
-        client_targets: per called service, overrides of the above (JSON:
+        client_targets: per called service, overrides of the above, its
+            circuit breaker's knobs included (``"breaker": {"minimum_number_of_calls":
+            5, "wait_duration_in_open_state": 10}``) (JSON:
             ``{"grading": {"timeout": 2, "retries": 0}}``).
         request_timeout: seconds a request may take before a 504 problem.
         max_body_bytes: largest request body accepted before a 413 problem.

@@ -112,3 +112,28 @@ async def test_a_fixed_url_needs_no_discovery() -> None:
     names = [c.name for c in service.lifecycle.components]
     assert "clients" in names
     assert not any(name.startswith("discovery") for name in names)  # no registry was needed
+
+
+def test_a_targets_breaker_knobs_come_from_the_settings() -> None:
+    settings = load_settings(
+        client_targets={
+            "courses": {"breaker": {"minimum_number_of_calls": 3, "wait_duration_in_open_state": 2}}
+        }
+    )
+    service = create_service("enrollments", "1.0.0", settings=settings)
+    courses = service.client("courses", url="http://courses.test").breaker.config
+    other = service.client("identity", url="http://identity.test").breaker.config
+    assert (courses.minimum_number_of_calls, courses.wait_duration_in_open_state) == (3, 2)
+    assert courses.failure_rate_threshold == other.failure_rate_threshold  # the rest as default
+    assert other.minimum_number_of_calls != 3
+
+
+def test_impossible_breaker_knobs_name_the_setting() -> None:
+    for knobs in (
+        {"minimum_number_of_calls": 0},
+        {"failure_rate_threshold": 150},
+        {"wait_duration_in_open_state": -1},
+        {"no_such_knob": 1},
+    ):
+        with pytest.raises(SettingsError, match="LMS_CLIENT_TARGETS"):
+            load_settings(client_targets={"courses": {"breaker": knobs}})

@@ -171,7 +171,11 @@ class ClientConfig:
         target = settings.client_targets.get(service)
         if target is None:
             return config
+        options = target.model_dump(exclude={"breaker"})
         try:
-            return config.with_options(**target.model_dump())
+            if target.breaker is not None:
+                knobs = target.breaker.model_dump(exclude_none=True)
+                options["breaker"] = replace(config.breaker, **knobs)
+            return config.with_options(**options)
         except ValueError as exc:
             raise SettingsError([(f"LMS_CLIENT_TARGETS ({service})", str(exc))]) from None
