@@ -532,3 +532,30 @@ def test_url_options_and_the_factory() -> None:
     )
     assert isinstance(made, RedisStreamsTransport)
     assert made.namespace == "grading"
+
+
+async def test_hundreds_of_handlers_acking_at_once_lose_no_ack(
+    transport: RedisStreamsTransport, raw: aioredis.Redis
+) -> None:
+    # redis-py's default pool refused the 101st connection: acks failed and the
+    # events came back; the transport's pool now makes a command wait its turn
+    gate = asyncio.Event()
+
+    async def hold_then_ack(delivery: Delivery) -> None:
+        await gate.wait()  # every handler acks at the same moment
+        await delivery.ack()
+
+    held = Recorder(on_delivery=hold_then_ack)
+    spec = SubscriptionSpec("crowd", (A,), concurrency=300, ack_wait=30.0)
+    await transport.subscribe(spec, held)
+    await transport.publish([message(A) for _ in range(300)])
+    await eventually(lambda: len(held.seen) == 300)
+    gate.set()
+
+    async def settled() -> bool:
+        pending = await raw.xpending(transport.stream, "crowd")
+        return int(pending["pending"]) == 0
+
+    await until(settled)
+    await asyncio.sleep(0.3)
+    assert len(held.seen) == 300  # nothing delivered twice

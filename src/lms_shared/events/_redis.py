@@ -117,6 +117,9 @@ from lms_shared.redaction import redact_url
 
 __all__ = ["RedisStreamsTransport", "decode_entry", "encode_entry"]
 
+MAX_CONNECTIONS = 64
+"""Connections of one transport to Redis (commands beyond them wait their turn)."""
+
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "namespace": str,
     "max_length": optional_int,
@@ -410,14 +413,21 @@ class RedisStreamsTransport:
         from redis.asyncio.retry import Retry  # noqa: PLC0415
         from redis.backoff import NoBackoff  # noqa: PLC0415
 
-        client = redis.asyncio.Redis.from_url(
+        # a blocking pool: past its size a command waits (up to the timeout) for a
+        # free connection instead of failing, so hundreds of handlers acking at
+        # once queue up rather than lose their acks (redis-py's default pool
+        # refuses the 101st connection)
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=self.timeout,
             decode_responses=False,
             socket_connect_timeout=self.timeout,
             socket_timeout=self.timeout + self.block,
             health_check_interval=30,
             retry=Retry(NoBackoff(), 0),
         )
+        client = redis.asyncio.Redis.from_pool(pool)
         try:
             await _within(client.ping(), self.timeout)
         except _failures() as exc:
