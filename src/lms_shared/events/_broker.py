@@ -145,15 +145,24 @@ class HandlerTasks:
         if self._on_done is not None:
             self._on_done()
 
-    async def stop(self, *, drain: bool, timeout: float) -> None:
-        """With ``drain``, wait up to ``timeout`` seconds for the calls; cancel what is left."""
+    async def stop(self, *, drain: bool, timeout: float, grace: float = 5.0) -> int:
+        """With ``drain``, wait up to ``timeout`` seconds for the calls; cancel what is left.
+
+        A call that ignores its cancellation is waited for ``grace`` seconds
+        at most, then left running: stopping is bounded whatever a handler does.
+
+        Returns:
+            How many calls were left running.
+        """
         running = set(self.tasks)
         if drain and running:
             await asyncio.wait(running, timeout=timeout)
         for task in running:
             task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        if not running:
+            return 0
+        _, left = await asyncio.wait(running, timeout=grace)
+        return len(left)
 
 
 def describe(exc: BaseException, *, secret: str = "", shown: str = "") -> str:
