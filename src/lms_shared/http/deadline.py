@@ -27,7 +27,6 @@ consumer) narrows the budget of the calls it makes with
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -37,10 +36,11 @@ from typing import Any
 
 from lms_shared.auth import Principal
 from lms_shared.clock import Clock
+from lms_shared.http.guards import run_bounded
 from lms_shared.http.problems import ProblemRenderer
 from lms_shared.observability import get_logger
 from lms_shared.resilience import RETRY_HOP_HEADER, DeadlineExceeded
-from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
+from lms_shared.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "TENANT_HEADER",
@@ -212,43 +212,12 @@ class DeadlineMiddleware:
             _inbound.reset(token)
 
     async def _bounded(self, scope: Scope, receive: Receive, send: Send, budget: float) -> None:
-        # one timer handle, as TimeoutMiddleware: cheaper than asyncio.timeout() per request
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("DeadlineMiddleware must run inside an asyncio task")
-        loop = asyncio.get_running_loop()
-        started = False
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            if not started:
-                expired = True
-                task.cancel()
-
-        handle = loop.call_at(loop.time() + budget, expire)
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal started
-            if not started and message["type"] == "http.response.start":
-                started = True
-                handle.cancel()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except asyncio.CancelledError:
-            if not expired or task.uncancel() > 0 or started:
-                raise  # cancelled by someone else (the server, a shutdown), not by us
+        async def expired(scope: Scope, send: Send) -> None:
             self.log.warning("request deadline passed", budget_ms=round(budget * 1000))
-            await self._expired(
-                scope, send, f"the caller's deadline of {budget * 1000:.0f} ms passed"
-            )
-        else:
-            if expired:  # the app swallowed our cancellation and finished anyway
-                task.uncancel()
-        finally:
-            handle.cancel()
+            detail = f"the caller's deadline of {budget * 1000:.0f} ms passed"
+            await self._expired(scope, send, detail)
+
+        await run_bounded(self.app, scope, receive, send, budget, expired)
 
     async def _expired(self, scope: Scope, send: Send, detail: str) -> None:
         status, headers, body = self.renderer.raw(
