@@ -1,8 +1,9 @@
-"""Load client: ``python -m bench._load PORT CONNECTIONS SECONDS PATH``.
+"""Load client: ``python -m bench._load PORT CONNECTIONS SECONDS PATH [TOKEN]``.
 
 N keep-alive HTTP/1.1 connections to 127.0.0.1:PORT, each sending
-``GET PATH`` again as soon as the previous response is complete (no
-pipelining), for a fixed time. Prints one JSON object: completed 200
+``GET PATH`` (with ``Authorization: Bearer TOKEN`` when given) again as
+soon as the previous response is complete (no pipelining), for a fixed
+time. Prints one JSON object: completed 200
 responses, errors (other statuses, unparsable responses, dropped
 connections) and the measured seconds. Raw asyncio protocols on uvloop
 (when installed) keep the client far cheaper than an HTTP library.
@@ -89,11 +90,14 @@ class _Connection(asyncio.Protocol):
             self.send()
 
 
-async def run(port: int, connections: int, seconds: float, path: str) -> dict[str, float]:
+async def run(
+    port: int, connections: int, seconds: float, path: str, token: str | None = None
+) -> dict[str, float]:
     """Load 127.0.0.1:``port`` for ``seconds``; return counts and elapsed time."""
     loop = asyncio.get_running_loop()
     stats = _Stats()
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode()
 
     def factory() -> _Connection:
         return _Connection(request, stats)
@@ -124,6 +128,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 if __name__ == "__main__":
     port, connections, seconds, path = sys.argv[1:5]
+    token = sys.argv[5] if len(sys.argv) > 5 else None
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        result = runner.run(run(int(port), int(connections), float(seconds), path))
+        result = runner.run(run(int(port), int(connections), float(seconds), path, token))
     print(json.dumps(result))

@@ -97,14 +97,23 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str, timeout: float = 30) -> None:
-    """Wait until ``GET path`` on ``port`` answers 200.
+def wait_ready(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    path: str,
+    timeout: float = 30,
+    *,
+    token: str | None = None,
+) -> None:
+    """Wait until ``GET path`` on ``port`` (with bearer ``token`` if given) answers 200.
 
     Raises:
         RuntimeError: the process exited or did not answer in time.
     """
     deadline = time.monotonic() + timeout
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    request = request.encode()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with status {proc.returncode}")

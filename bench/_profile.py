@@ -9,11 +9,12 @@ import io
 import pstats
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from starlette.types import ASGIApp
 
-from bench._asgi import drive, http_scope, running
+from bench._asgi import drive, running
 from bench._load import loop_factory
 from lms_shared.observability import reset_logging
 
@@ -21,9 +22,14 @@ __all__ = ["profile"]
 
 
 def profile(
-    name: str, build: Callable[[], ASGIApp], path: str, count: int, console: Console, log: Path
+    name: str,
+    build: Callable[[], ASGIApp],
+    scope: dict[str, Any],
+    count: int,
+    console: Console,
+    log: Path,
 ) -> None:
-    """Profile ``count`` requests to ``path`` (after a warm-up); print the top 25.
+    """Profile ``count`` requests of ``scope`` (after a warm-up); print the top 25.
 
     The app's standard output (its logs) goes to ``log``.
     """
@@ -31,7 +37,6 @@ def profile(
 
     async def run() -> None:
         app = build()
-        scope = http_scope(path)
         async with running(app):
             await drive(app, scope, max(count // 5, 1))
             profiler.enable()

@@ -50,7 +50,7 @@ async def _serve_raw(sock: socket.socket) -> None:
 def serve(name: str, sock: socket.socket) -> None:
     """Serve app ``name`` on ``sock`` until SIGTERM."""
     if name == "raw":
-        config = uvicorn.Config(APPS["starlette"](), loop=LOOP)  # only for its loop factory
+        config = uvicorn.Config(APPS["fastapi"](), loop=LOOP)  # only for its loop factory
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
             runner.run(_serve_raw(sock))
         return

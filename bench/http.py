@@ -1,12 +1,18 @@
-"""HTTP: a tiny JSON route on bare Starlette, bare FastAPI and lms-shared.
+"""HTTP: a tiny protected JSON route on bare FastAPI, a hand-assembled stack and lms-shared.
 
-*In process*: each ASGI app driven directly with a prebuilt request, CPU
-µs per request (framework cost alone, little noise). *Over uvicorn*:
-requests/s of one uvicorn worker per app (same settings) under the same
-keep-alive load from a client process on another CPU, and the server's CPU
-µs per request in those rounds. The apps are measured in interleaved
-rounds (A, B, C, A, B, C, ...) and reported as medians; the target is
-lms-shared >= 0.7x bare FastAPI in requests/s.
+The variants are described in :mod:`bench._apps`: bare FastAPI, the usual
+hand-assembled stack (OpenTelemetry and Prometheus instrumentators,
+slowapi, a logging middleware, PyJWT), and lms-shared with observability
+off and with everything on; every request carries the same RS256 bearer
+token. *In process*: each ASGI app driven directly with a prebuilt
+request, CPU µs per request (framework cost alone, little noise). *Over
+uvicorn*: requests/s of one uvicorn worker per app (same settings) under
+the same keep-alive load from a client process on another CPU, and the
+server's CPU µs per request in those rounds. The apps are measured in
+interleaved rounds (A, B, C, A, B, C, ...) and reported as medians.
+Targets (issue 14), in requests/s: everything on >= 0.55x bare FastAPI,
+>= 0.8x the same service with observability off, >= 5x the
+hand-assembled stack.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -22,10 +29,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
-from bench._apps import APPS, NAMES, PATH
+from bench._apps import APPS, NAMES, PATH, bearer_token, make_key
 from bench._asgi import drive, http_scope, running
 from bench._load import loop_factory
 from bench._procs import (
@@ -43,9 +51,13 @@ from bench._report import Comparison, Target, parser, save
 from bench._server import LOOP
 from lms_shared.observability import reset_logging
 
-ORDER = ("starlette", "fastapi", "lms")
-BASELINES = ("fastapi", "starlette")
-TARGETS = (Target("lms", "fastapi", 0.7),)
+ORDER = ("fastapi", "stack", "lms-off", "lms")
+BASELINES = ("fastapi", "lms-off", "stack")
+TARGETS = (
+    Target("lms", "fastapi", 0.55),
+    Target("lms", "lms-off", 0.8),
+    Target("lms", "stack", 5.0),
+)
 ACCESS_LINE = b'"logger_name":"lms.access"'
 
 
@@ -118,13 +130,20 @@ def _access_note(log: Path, requests: int, counted: str) -> str:
 # --- in process ------------------------------------------------------------
 
 
+def _scope() -> dict[str, Any]:
+    """``GET /ok`` with the bearer token."""
+    scope = http_scope(PATH)
+    scope["headers"].append((b"authorization", f"Bearer {bearer_token()}".encode()))
+    return scope
+
+
 def _warmup(plan: Plan) -> int:
     return max(plan.inproc_requests // 5, 1)
 
 
 async def _in_process(plan: Plan, result: Comparison) -> int:
     apps = {key: APPS[key]() for key in ORDER}
-    scope = http_scope(PATH)
+    scope = _scope()
     failed = 0
     async with contextlib.AsyncExitStack() as stack:
         for app in apps.values():
@@ -176,7 +195,7 @@ def in_process(plan: Plan, cpus: set[int] | None, logdir: Path) -> Comparison:
 
 def _load(port: int, plan: Plan, seconds: float, cpus: set[int] | None) -> tuple[float, int, int]:
     """Run the load client once: requests/s, completed requests, errors."""
-    args = [str(port), str(plan.connections), str(seconds), PATH]
+    args = [str(port), str(plan.connections), str(seconds), PATH, bearer_token()]
     with pinned(cpus):
         done = subprocess.run(
             [sys.executable, "-m", "bench._load", *args],
@@ -217,7 +236,7 @@ def over_uvicorn(
                 ports[key] = sock.getsockname()[1]
         for key, proc in procs.items():
             try:
-                wait_ready(ports[key], proc, PATH)
+                wait_ready(ports[key], proc, PATH, token=bearer_token())
             except RuntimeError as exc:
                 tail = (logdir / f"{key}.log").read_text(errors="replace")[-2000:]
                 name = NAMES.get(key, key)
@@ -272,6 +291,8 @@ def main(argv: list[str]) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="lms-bench-") as tmp:
         logdir = Path(tmp)
+        make_key(logdir)
+        os.environ["LMS_STATE_DIR"] = str(logdir / "state")  # spans and logs of the runs
         if opts.only != "server":
             results.append(in_process(plan, cpus[0], logdir))
             results[-1].render(console)
@@ -282,7 +303,7 @@ def main(argv: list[str]) -> int:
         if opts.profile:
             build = APPS[opts.profile]
             log = logdir / "profile.log"
-            profile(NAMES[opts.profile], build, PATH, plan.inproc_requests, console, log)
+            profile(NAMES[opts.profile], build, _scope(), plan.inproc_requests, console, log)
     if opts.save:
         path = save("http", results, versions=versions, loop=LOOP, plan=asdict(plan))
         console.print(f"saved {path.relative_to(ROOT)}")

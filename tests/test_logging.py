@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from pathlib import Path
 
 from lms_shared.observability import (
     configure_logging,
@@ -146,3 +148,75 @@ def test_captured_lines_are_masked_like_production() -> None:
         get_logger().info("login", password="hunter2", user="u-1")
     assert logs[0]["password"] != "hunter2"
     assert logs[0]["user"] == "u-1"
+
+
+class _CountingStream(io.StringIO):
+    """A stream that counts its flushes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+def test_fast_lines_are_flushed_once_per_turn_of_the_loop() -> None:
+    from lms_shared.observability import LineWriter
+
+    stream = _CountingStream()
+    configure_logging(stream=stream)
+    writer = LineWriter("request", "lms.access", service="courses")
+    before = stream.flushes
+
+    async def three_requests() -> tuple[int, int]:
+        for status in (200, 201, 404):
+            writer(status=status)
+        pending = stream.flushes - before
+        await asyncio.sleep(0)
+        return pending, stream.flushes - before
+
+    try:
+        pending, after = asyncio.run(three_requests())
+        assert (pending, after) == (0, 1)  # one flush for the three lines of that turn
+        assert [json.loads(x)["status"] for x in stream.getvalue().splitlines()] == [200, 201, 404]
+        writer(status=500)  # outside a loop: flushed at once
+        assert stream.flushes - before == 2
+    finally:
+        reset_logging()
+
+
+def test_a_pending_flush_is_done_when_logging_is_reset() -> None:
+    from lms_shared.observability import LineWriter
+
+    stream = _CountingStream()
+    configure_logging(stream=stream)
+    writer = LineWriter("request", "lms.access", service="courses")
+
+    async def write_and_reset() -> int:
+        writer(status=200)
+        before = stream.flushes
+        reset_logging()  # before the loop's turn ends
+        return stream.flushes - before
+
+    assert asyncio.run(write_and_reset()) == 1
+
+
+def test_log_ship_off_keeps_lines_on_standard_output_only(tmp_path: Path) -> None:
+    from lms_shared import load_settings
+    from lms_shared.observability import log_shipper
+    from lms_shared.observability._logging import configure_service_logging
+
+    stream = io.StringIO()
+    try:
+        on = load_settings(state_dir=tmp_path)
+        configure_service_logging(on, service="courses", version="1.0", stream=stream)
+        assert log_shipper() is not None
+        off = load_settings(state_dir=tmp_path, log_ship=False)
+        configure_service_logging(off, service="courses", version="1.0", stream=stream)
+        assert log_shipper() is None
+        get_logger("lms.test").info("only here")
+        assert "only here" in stream.getvalue()
+    finally:
+        reset_logging()

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         log_format: ``json`` (one object a line) or ``console`` (for people).
         log_levels: minimum level per logger (JSON: ``{"sqlalchemy.engine":
             "warning", "lms.access": "info"}``); a logger's children follow it.
+        log_ship: also keep every line centrally (OTLP to ``telemetry_url``,
+            else the embedded store of ``state_dir``); off when something
+            else collects standard output (a node agent, a sidecar).
         telemetry_url: an OpenTelemetry collector's OTLP/HTTP base URL; unset
             keeps spans (and logs) in the state folder.
         trace_sample_ratio: the share of new traces recorded (0 to 1);
@@ -205,6 +208,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     log_levels: dict[str, str] = Field(default_factory=dict)
+    log_ship: bool = True
     telemetry_url: str | None = None
     trace_sample_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     trace_queue_size: Annotated[int, Field(ge=1, le=1_000_000)] = 2048

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 
 from lms_shared import Service, SettingsError, create_service, load_settings
 from lms_shared.http import CorsPolicy, SecurityHeadersMiddleware, TrustedProxies
@@ -36,27 +36,59 @@ def build(**overrides: Any) -> Service:
     return service
 
 
-async def test_owasp_headers_on_every_response() -> None:
+async def test_api_responses_get_the_rest_set() -> None:
     async with service_client(build()) as client:
         ok = await client.get("/v1/courses")
         missing = await client.get("/v1/nothing")
     for response in (ok, missing):
         headers = response.headers
         assert headers["content-security-policy"] == API_CSP
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["x-frame-options"] == "deny"
-        assert headers["referrer-policy"] == "no-referrer"
-        assert headers["cross-origin-opener-policy"] == "same-origin"
-        assert headers["cross-origin-resource-policy"] == "same-origin"
-        assert headers["cross-origin-embedder-policy"] == "require-corp"
-        assert headers["permissions-policy"].startswith("accelerometer=(), autoplay=()")
-        assert headers["x-permitted-cross-domain-policies"] == "none"
-        assert headers["x-dns-prefetch-control"] == "off"
-        policy = headers["permissions-policy"].split(", ")
-        assert {"interest-cohort=()", "unload=()", "camera=()", "sync-xhr=(self)"} <= set(policy)
         assert headers["cache-control"] == "no-store, max-age=0"
         assert "strict-transport-security" not in headers  # plain http
+        # the document headers do nothing for JSON (OWASP REST Security Cheat Sheet)
+        assert "permissions-policy" not in headers
+        assert "cross-origin-embedder-policy" not in headers
     assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_html_pages_get_the_whole_owasp_set() -> None:
+    service = build()
+
+    @service.router.get("/v1/page")
+    async def page() -> HTMLResponse:
+        return HTMLResponse("<p>hello</p>")
+
+    async with service_client(service) as client:
+        response = await client.get("/v1/page")
+    headers = response.headers
+    assert headers["content-security-policy"] == API_CSP
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "deny"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert headers["cross-origin-resource-policy"] == "same-origin"
+    assert headers["cross-origin-embedder-policy"] == "require-corp"
+    assert headers["permissions-policy"].startswith("accelerometer=(), autoplay=()")
+    assert headers["x-permitted-cross-domain-policies"] == "none"
+    assert headers["x-dns-prefetch-control"] == "off"
+    policy = headers["permissions-policy"].split(", ")
+    assert {"interest-cohort=()", "unload=()", "camera=()", "sync-xhr=(self)"} <= set(policy)
+    assert headers["cache-control"] == "no-store, max-age=0"
+    assert len(headers.get_list("content-security-policy")) == 1
+
+
+def test_headers_for_picks_the_set() -> None:
+    middleware = SecurityHeadersMiddleware(lambda *_: None, api_headers={"x-api": "1"})  # type: ignore[arg-type]
+    scope = {"type": "http", "path": "/v1/x", "scheme": "https", "headers": []}
+    api = dict(middleware.headers_for(scope))
+    page = dict(middleware.headers_for(scope, html=True))
+    assert set(api) == {b"x-api", b"strict-transport-security"}
+    assert page[b"permissions-policy"].startswith(b"accelerometer")
+    assert b"x-api" not in page
 
 
 async def test_hsts_only_over_tls() -> None:

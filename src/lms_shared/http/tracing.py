@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from lms_shared.http.request import route_template
-from lms_shared.observability._tracing import Tracing
+from lms_shared.observability._tracing import Tracing, reset_current_tracing, set_current_tracing
 from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TracingMiddleware"]
@@ -35,6 +35,7 @@ _READ = frozenset(
     }
 )
 _MAX_VALUES = 8  # a header repeated more often is not read further (bounded)
+_EMPTY = otel_context.Context()
 
 
 class TracingMiddleware:
@@ -60,19 +61,19 @@ class TracingMiddleware:
                 values = carrier.setdefault(name.decode(), [])
                 if len(values) < _MAX_VALUES:
                     values.append(value.decode("latin-1"))
-        parent = self.tracing.propagator.extract(carrier) if carrier else otel_context.Context()
+        parent = self.tracing.propagator.extract(carrier) if carrier else _EMPTY
         method = scope["method"]
-        span = self.tracer.start_span(
+        span = self.tracing.start_server_span(
             method,
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
+            parent,
+            {
                 "http.request.method": method,
                 "url.path": scope["path"],
                 "url.scheme": scope.get("scheme", "http"),
             },
         )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
+        current = set_current_tracing(self.tracing)
         status = 0
 
         async def send_wrapper(message: Message) -> None:
@@ -82,8 +83,7 @@ class TracingMiddleware:
             await send(message)
 
         try:
-            with self.tracing.activate():
-                await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -98,4 +98,5 @@ class TracingMiddleware:
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
+            reset_current_tracing(current)
             otel_context.detach(token)

@@ -27,12 +27,13 @@ bounded queue, never a wait.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import logging
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -72,6 +73,7 @@ _state: dict[str, Any] = {
     "generation": 0,
     "stdlib_levels": {},
     "atexit": False,
+    "flush_pending": False,
 }
 _NUMERIC = {
     "debug": logging.DEBUG,
@@ -288,6 +290,8 @@ def configure_logging(
     gate = _LevelGate(numeric, per_logger) if per_logger else None
     lowest = min([numeric, *per_logger.values()])
     output = _Output(fmt)
+    if _state["fast"] is not None:
+        _flush_now(_state["fast"])
     old_shipper: LogShipper | None = _state["shipper"]
     if old_shipper is not None and old_shipper is not shipper:
         old_shipper.close()
@@ -357,11 +361,13 @@ def configure_service_logging(
     over OTLP/HTTP; unset: also kept in the embedded store of
     ``LMS_STATE_DIR`` (``lms-shared logs`` searches it). Called again with
     the same service and destination (``serve``, then the lifespan), the
-    running shipper is kept.
+    running shipper is kept. ``LMS_LOG_SHIP=false``: standard output only.
     """
     key = (settings.telemetry_url, str(Path(settings.state_dir).resolve()), service, version)
     shipper: LogShipper | None = _state["shipper"]
-    if shipper is None or _state["ship_key"] != key:
+    if not settings.log_ship:
+        shipper = None
+    elif shipper is None or _state["ship_key"] != key:
         if settings.telemetry_url:
             resource = {
                 "service.name": service,
@@ -410,6 +416,8 @@ def reset_logging() -> None:
     """
     if _state["handler"] is not None:
         logging.getLogger().removeHandler(_state["handler"])
+    if _state["fast"] is not None:
+        _flush_now(_state["fast"])  # nothing written waits for a turn that may not come
     _restore_stdlib_levels()
     shipper: LogShipper | None = _state["shipper"]
     if shipper is not None:
@@ -474,7 +482,9 @@ class LineWriter:
     chain that costs more than some routes; its fields are known and hold
     no personal data, so when logging is configured for JSON and the
     writer's logger is enabled at info, the line is rendered with orjson,
-    written straight to the stream and handed to the shipper. Otherwise
+    written straight to the stream (flushed once per turn of the event
+    loop, so the lines of the requests one turn finished share one write)
+    and handed to the shipper. Otherwise
     (console format, a test capturing lines, or logging not configured) it
     goes through structlog like any other line.
 
@@ -517,5 +527,29 @@ class LineWriter:
         line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         text = orjson.dumps(line, default=str).decode()
         stream.write(text + "\n")
-        stream.flush()
+        _flush_soon(stream)
         _ship(line, text)
+
+
+def _flush_soon(stream: TextIO) -> None:
+    """Flush ``stream`` at the end of this turn of the event loop (now, outside one).
+
+    The lines of all the requests a turn of the loop finishes leave in one
+    write instead of one write each; a line is never held longer than the
+    turn that wrote it.
+    """
+    if _state["flush_pending"]:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        stream.flush()
+        return
+    _state["flush_pending"] = True
+    loop.call_soon(_flush_now, stream)
+
+
+def _flush_now(stream: TextIO) -> None:
+    _state["flush_pending"] = False
+    with suppress(ValueError, OSError):  # a closed or broken stream loses its lines, no more
+        stream.flush()

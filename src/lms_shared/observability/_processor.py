@@ -21,6 +21,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from lms_shared.observability._serverspan import readable_spans
+
 __all__ = ["BoundedBatchProcessor"]
 
 
@@ -57,7 +59,11 @@ class BoundedBatchProcessor(SpanProcessor):
         """Nothing to do when a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Queue a finished span, or count it dropped (never blocks)."""
+        """Queue a finished span, or count it dropped (never blocks).
+
+        A :class:`~._serverspan.ServerSpan` is queued as it is and converted
+        when its batch is exported.
+        """
         if self._stopped:
             return
         if len(self._queue) >= self.max_queue:
@@ -83,7 +89,7 @@ class BoundedBatchProcessor(SpanProcessor):
                     batch.append(self._queue.popleft())
                 taken += len(batch)
                 try:
-                    result = self.exporter.export(batch)
+                    result = self.exporter.export(readable_spans(batch))
                 except Exception:  # an exporter's bug fails its batch, nothing else
                     result = SpanExportResult.FAILURE
                 if result is SpanExportResult.SUCCESS:

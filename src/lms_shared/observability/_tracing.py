@@ -30,7 +30,7 @@ import os
 import socket
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, overload
@@ -51,11 +51,13 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace import TraceState as OtelTraceState
 
 from lms_shared.caching import BoundedCache
 from lms_shared.observability._processor import BoundedBatchProcessor
+from lms_shared.observability._serverspan import ServerSpan
 from lms_shared.observability._spanstore import SpanStore, SpanStoreExporter
 from lms_shared.observability._tracecontext import (
     FLAG_RANDOM,
@@ -76,6 +78,8 @@ __all__ = [
     "current_trace_id",
     "current_tracing",
     "inject_trace_context",
+    "reset_current_tracing",
+    "set_current_tracing",
     "span",
     "traced",
     "use_tracing",
@@ -86,6 +90,9 @@ R = TypeVar("R")
 
 _CURRENT: ContextVar[Tracing | None] = ContextVar("lms_tracing", default=None)
 _DEFAULT: list[Tracing] = []
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
 _W3C_FIELDS = ("traceparent", "tracestate")
 _B3_FIELDS = ("b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags")
 
@@ -283,8 +290,57 @@ class Tracing:
         self.provider.add_span_processor(self.processor)
         self.tracer = self.provider.get_tracer("lms_shared")
         self.propagator = LmsPropagator(b3=config.b3, random=self.ids)
+        # the SERVER span's own path (_serverspan): the same sampling rule, by hand
+        self._bound = TraceIdRatioBased.get_bound_for_rate(config.sample_ratio)
+        self._scope = InstrumentationScope("lms_shared")
+        self._processors = self.provider._active_span_processor  # every added processor
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+
+    def start_server_span(self, name: str, parent: Context, attributes: dict[str, Any]) -> Span:
+        """A SERVER span for one request, child of ``parent`` (the caller's context).
+
+        Sampled as the provider samples (``ParentBased(TraceIdRatioBased)``);
+        recorded as a :class:`~._serverspan.ServerSpan`, or a
+        ``NonRecordingSpan`` carrying new ids when not sampled.
+        """
+        caller = trace.get_current_span(parent).get_span_context()
+        if caller.is_valid:
+            trace_id = caller.trace_id
+            sampled = caller.trace_flags.sampled
+            state = caller.trace_state
+            remote: SpanContext | None = caller
+        else:
+            trace_id = self.ids.generate_trace_id()
+            sampled = trace_id & _ID_LIMIT < self._bound
+            state = OtelTraceState()
+            remote = None
+        context = SpanContext(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED if sampled else _NOT_SAMPLED,
+            trace_state=state,
+        )
+        if not sampled:
+            return NonRecordingSpan(context)
+        return ServerSpan(
+            name,
+            context,
+            remote,
+            attributes,
+            finish=self._finish_server_span,
+            resource=self.provider.resource,
+            scope=self._scope,
+        )
+
+    def _finish_server_span(self, span: ServerSpan) -> None:
+        processors = self._processors._span_processors
+        if len(processors) == 1 and processors[0] is self.processor:
+            # the batch processor converts it on the exporting thread
+            self.processor.on_end(span)  # type: ignore[arg-type]
+        else:
+            self._processors.on_end(span.readable())
 
     def _default_exporter(self) -> SpanExporter:
         if self.config.otlp_url:
@@ -358,6 +414,16 @@ class Tracing:
     async def ping(self) -> str:
         """Readiness detail: where spans go."""
         return "otlp" if self.config.otlp_url else "embedded store"
+
+
+def set_current_tracing(tracing: Tracing) -> Token[Tracing | None]:
+    """Make ``tracing`` current until :func:`reset_current_tracing` (the middleware's fast path)."""
+    return _CURRENT.set(tracing)
+
+
+def reset_current_tracing(token: Token[Tracing | None]) -> None:
+    """Undo :func:`set_current_tracing`."""
+    _CURRENT.reset(token)
 
 
 def current_tracing() -> Tracing | None:
