@@ -26,6 +26,7 @@ from fastapi import HTTPException
 
 from lms_shared import errors
 from lms_shared.http.problems import ProblemRenderer
+from lms_shared.http.watchdog import arm
 from lms_shared.observability import get_logger
 from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -312,10 +313,12 @@ async def run_bounded(
 
     ``expired(scope, send)`` then answers instead. Cancellations that are
     not this timer's (the server's, a shutdown's) pass through untouched; a
-    started response is never cut off. One timer handle per request, not
+    started response is never cut off. The deadline is kept by the loop's
+    :class:`~lms_shared.http.watchdog.Watchdog` (one sweep for every
+    request in flight; a timer of its own below a second), not
     ``asyncio.timeout()``, whose context manager reschedules its timer on
-    entry and exit (measurably dearer per request). Shared by
-    :class:`TimeoutMiddleware` and the deadline middleware.
+    entry and exit. Shared by :class:`TimeoutMiddleware` and the deadline
+    middleware.
     """
     task = asyncio.current_task()
     if task is None:
@@ -330,13 +333,13 @@ async def run_bounded(
             fired = True
             task.cancel()
 
-    handle = loop.call_at(loop.time() + seconds, expire)
+    cancel = arm(loop, seconds, expire)
 
     async def send_wrapper(message: Message) -> None:
         nonlocal started
         if not started and message["type"] == "http.response.start":
             started = True
-            handle.cancel()
+            cancel()
         await send(message)
 
     try:
@@ -349,4 +352,4 @@ async def run_bounded(
         if fired:  # the app swallowed our cancellation and finished anyway
             task.uncancel()
     finally:
-        handle.cancel()
+        cancel()
