@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -10,6 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind, Status, StatusCode
 
 from lms_shared.observability._processor import BoundedBatchProcessor
 from lms_shared.observability._serverspan import MAX_ATTRIBUTES, MAX_EVENTS, ServerSpan
+from lms_shared.observability._spanstore import SpanStore, SpanStoreExporter
 from lms_shared.observability._tracing import Tracing, TracingConfig
 from lms_shared.testing import record_spans
 
@@ -32,7 +35,9 @@ def test_a_new_trace_gets_random_ids_and_is_exported_as_an_sdk_span() -> None:
     span = traced.start_server_span("GET", otel_context.Context(), {"url.path": "/v1/x"})
     assert isinstance(span, ServerSpan)
     context = span.get_span_context()
-    assert context.is_valid and context.trace_flags.sampled and not context.is_remote
+    assert context.is_valid
+    assert context.trace_flags.sampled
+    assert not context.is_remote
     assert traced.ids.is_random(context.trace_id)
     span.update_name("GET /v1/x")
     span.set_attribute("http.response.status_code", 200)
@@ -47,7 +52,8 @@ def test_a_new_trace_gets_random_ids_and_is_exported_as_an_sdk_span() -> None:
     assert done.context == context
     assert done.attributes == {"url.path": "/v1/x", "http.response.status_code": 200}
     assert done.resource.attributes["service.name"] == "courses"
-    assert done.start_time is not None and done.end_time is not None
+    assert done.start_time is not None
+    assert done.end_time is not None
     assert done.start_time <= done.end_time
 
 
@@ -91,13 +97,15 @@ def test_the_api_contract_after_the_end_and_at_the_limits() -> None:
     assert len(span.attributes) == MAX_ATTRIBUTES
     assert span.attributes["a0"] == "again"
     span.end()
-    assert not span.is_recording() and span.ended
+    assert not span.is_recording()
+    assert span.ended
     span.set_attribute("late", True)
     span.update_name("late")
     span.add_event("late")
     traced.processor.force_flush()
     [done] = exporter.get_finished_spans()
-    assert "late" not in done.attributes and done.name == "GET"
+    assert "late" not in done.attributes
+    assert done.name == "GET"
     assert len(done.events) == MAX_EVENTS
     assert done.status.status_code is StatusCode.OK
 
@@ -134,3 +142,21 @@ def test_children_and_other_processors_see_it_as_any_span() -> None:
     [child] = recorded.named("child")
     assert child.parent_id == server.span_id
     assert child.trace_id == server.trace_id
+
+
+def test_the_embedded_store_takes_server_spans_as_they_are(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "spans.sqlite3")
+    traced = Tracing(
+        TracingConfig("courses", "1.0"), processor=BoundedBatchProcessor(SpanStoreExporter(store))
+    )
+    span = traced.start_server_span("GET", caller(), {"http.route": "/v1/x"})
+    span.set_status(StatusCode.ERROR)
+    span.end()
+    traced.processor.force_flush()
+    [stored] = store.trace(TRACE)
+    assert stored.kind == "server"
+    assert stored.parent_id == PARENT
+    assert stored.service == "courses"
+    assert stored.status == "error"
+    assert stored.attributes == {"http.route": "/v1/x"}
+    assert stored.span_id == f"{span.get_span_context().span_id:016x}"

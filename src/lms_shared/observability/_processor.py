@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from lms_shared.observability._serverspan import readable_spans
+from lms_shared.observability._serverspan import TakesServerSpans, readable_spans
 
 __all__ = ["BoundedBatchProcessor"]
 
@@ -89,7 +89,11 @@ class BoundedBatchProcessor(SpanProcessor):
                     batch.append(self._queue.popleft())
                 taken += len(batch)
                 try:
-                    result = self.exporter.export(readable_spans(batch))
+                    exporter = self.exporter
+                    spans = (
+                        batch if isinstance(exporter, TakesServerSpans) else readable_spans(batch)
+                    )
+                    result = exporter.export(spans)
                 except Exception:  # an exporter's bug fails its batch, nothing else
                     result = SpanExportResult.FAILURE
                 if result is SpanExportResult.SUCCESS:

@@ -32,7 +32,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.util.types import Attributes, AttributeValue
 
-__all__ = ["MAX_ATTRIBUTES", "MAX_EVENTS", "ServerSpan", "readable_spans"]
+__all__ = ["MAX_ATTRIBUTES", "MAX_EVENTS", "ServerSpan", "TakesServerSpans", "readable_spans"]
 
 MAX_ATTRIBUTES = 128
 """Attributes a span keeps at most (the SDK's default limit); later ones are dropped."""
@@ -188,6 +188,18 @@ class ServerSpan(Span):
             self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
         self.end()
 
+    def fields(self) -> tuple[SpanContext, SpanContext | None, str, int, int, Status, Resource]:
+        """``(context, parent, name, start_ns, end_ns, status, resource)`` of the ended span."""
+        return (
+            self._context,
+            self._parent,
+            self._name,
+            self._start,
+            self._end or self._start,
+            self._status,
+            self._resource,
+        )
+
     def readable(self) -> ReadableSpan:
         """The SDK's view of the finished span, as exporters take it."""
         return ReadableSpan(
@@ -209,3 +221,7 @@ class ServerSpan(Span):
 def readable_spans(spans: Sequence[Any]) -> list[ReadableSpan]:
     """Queued spans as exporters take them (server spans converted)."""
     return [s.readable() if isinstance(s, ServerSpan) else s for s in spans]
+
+
+class TakesServerSpans:
+    """Marks an exporter that reads :class:`ServerSpan` objects itself (no SDK copy first)."""

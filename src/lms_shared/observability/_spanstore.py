@@ -31,6 +31,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
+from lms_shared.observability._serverspan import ServerSpan, TakesServerSpans
+
 __all__ = ["DEFAULT_MAX_SPANS", "SpanRecord", "SpanStore", "SpanStoreExporter", "TraceSummary"]
 
 DEFAULT_MAX_SPANS = 200_000
@@ -268,15 +270,21 @@ def _once(records: list[SpanRecord]) -> list[SpanRecord]:
     return out
 
 
-class SpanStoreExporter(SpanExporter):
-    """An OpenTelemetry span exporter into a :class:`SpanStore`."""
+class SpanStoreExporter(SpanExporter, TakesServerSpans):
+    """An OpenTelemetry span exporter into a :class:`SpanStore`.
+
+    Takes the chassis' own server spans as they are (no SDK copy first).
+    """
 
     def __init__(self, store: SpanStore) -> None:
         self.store = store
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Store ``spans``; a locked or broken file fails the batch, never the caller."""
-        records = [record_of(span) for span in spans]
+        records = [
+            server_record(span) if isinstance(span, ServerSpan) else record_of(span)
+            for span in spans
+        ]
         try:
             self.store.add(records)
         except sqlite3.Error:
@@ -286,6 +294,23 @@ class SpanStoreExporter(SpanExporter):
     def shutdown(self) -> None:
         """Close the file."""
         self.store.close()
+
+
+def server_record(span: ServerSpan) -> SpanRecord:
+    """The stored form of a finished :class:`ServerSpan`."""
+    context, parent, name, start_ns, end_ns, status, resource = span.fields()
+    return SpanRecord(
+        trace_id=f"{context.trace_id:032x}",
+        span_id=f"{context.span_id:016x}",
+        parent_id=f"{parent.span_id:016x}" if parent is not None else None,
+        service=str(resource.attributes.get("service.name", "unknown")),
+        name=name,
+        kind="server",
+        start_ns=start_ns,
+        end_ns=end_ns,
+        status="error" if status.status_code is StatusCode.ERROR else "ok",
+        attributes=dict(span.attributes),
+    )
 
 
 def record_of(span: ReadableSpan) -> SpanRecord:
