@@ -7,6 +7,7 @@ every delivery in these tests comes from the commit waking it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 
@@ -262,3 +263,36 @@ async def test_relays_of_two_instances_share_the_rows_without_duplicates(
         await a.stop()
         await b.stop()
         await second_db.stop()
+
+
+async def test_a_held_relay_connection_survives_a_failed_publish_and_goes_back_clean(
+    sql_db: Database, backend: str
+) -> None:
+    clock = ManualClock()
+    writer = make_bus(sql_db, MemoryTransport(clock), clock)
+    async with sql_db.transaction() as tx:
+        await writer.publish([course("a"), course("b")], outbox=tx)
+    outbox = SqlOutbox(sql_db)
+    broker = MemoryTransport(clock)
+    await broker.start()
+    try:
+        async with outbox.hold():
+            broker.reachable = False
+            with pytest.raises(PublishFailed):
+                await outbox.relay(broker.publish, limit=10)
+            assert await pending(sql_db) == 2  # rolled back: the rows stay
+            broker.reachable = True
+            assert await outbox.relay(broker.publish, limit=10) == 2  # on a new connection
+            assert await outbox.relay(broker.publish, limit=10) == 0
+        assert [m.type for m in broker.published] == [CoursePublished.event_type()] * 2
+        assert await pending(sql_db) == 0
+        if backend == "postgresql":  # the pool got it back with durable commits
+            async with contextlib.AsyncExitStack() as stack:
+                size = sql_db.config.pool_size  # every pooled connection, the held one too
+                conns = [
+                    await stack.enter_async_context(sql_db.engine.connect()) for _ in range(size)
+                ]
+                settings = [await c.scalar(text("SHOW synchronous_commit")) for c in conns]
+            assert settings == ["on"] * size
+    finally:
+        await broker.stop()

@@ -14,6 +14,10 @@ The relay is woken by the commit itself (the store hooks the session's
 default) picks up rows another process committed, or rows left when the
 broker was down. While publishing fails it backs off (full jitter) and
 ignores wake-ups, so a down broker is not hammered once per commit.
+While it is busy it keeps one database connection (a store's optional
+``hold()``, as :class:`~lms_shared.events.sql.SqlOutbox` has), so a cycle
+costs no pool checkout; it gives it back after ``linger`` seconds without
+a commit, when publishing fails, and when it stops.
 
 ``SqlOutbox`` in :mod:`lms_shared.events.sql` is the store.
 """
@@ -21,6 +25,7 @@ ignores wake-ups, so a down broker is not hammered once per commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -79,6 +84,8 @@ class OutboxRelay:
         clock: sweeps and backoff sleep on it.
         batch: rows per publish.
         sweep: seconds between sweeps when nothing woke the relay.
+        linger: seconds the relay keeps its held connection (see the
+            store's ``hold()``) without a commit waking it.
         backoff: the delays after failed publishes (full jitter).
         random: the jitter's source of floats in ``[0, 1)``.
 
@@ -96,6 +103,7 @@ class OutboxRelay:
         clock: Clock,
         batch: int = 100,
         sweep: float = 30.0,
+        linger: float = 1.0,
         backoff: Backoff | None = None,
         random: Callable[[], float] = random.random,
     ) -> None:
@@ -103,11 +111,14 @@ class OutboxRelay:
             raise ValueError("batch must be at least 1")
         if not sweep > 0:
             raise ValueError("sweep must be positive")
+        if not 0 < linger <= sweep:
+            raise ValueError("linger must be positive and at most sweep")
         self.store = store
         self.transport = transport
         self.clock = clock
         self.batch = batch
         self.sweep = sweep
+        self.linger = linger
         self.backoff = backoff or Backoff(initial=0.1, maximum=30.0)
         self.random = random
         self.failures = 0
@@ -119,6 +130,8 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop = asyncio.Event()
+        self._held = contextlib.AsyncExitStack()
+        self._holding = False
         self._log = get_logger("lms.events.outbox")
 
     @property
@@ -174,13 +187,21 @@ class OutboxRelay:
             await asyncio.gather(task, sleeper, return_exceptions=True)
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._release()
+
+    async def _loop(self) -> None:
         while True:
             self._wakeup.clear()
             try:
+                await self._hold()
                 await self.flush()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker, the database: retry after a backoff
+                await self._release()
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 if self.failing_since is None:
@@ -201,15 +222,30 @@ class OutboxRelay:
             self.failures, self.last_error, self.failing_since = 0, None, None
             if self._stopping:
                 return
-            await self._sleep(self.sweep, wakeable=True)
+            if await self._sleep(self.linger, wakeable=True):
+                continue  # a commit (or stop) came while the connection was held
+            await self._release()
+            await self._sleep(self.sweep - self.linger, wakeable=True)
 
-    async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
-        # a commit ends a sweep's wait, not a backoff's; stopping ends either
+    async def _hold(self) -> None:
+        hold = getattr(self.store, "hold", None)
+        if hold is None or self._holding:
+            return
+        await self._held.enter_async_context(hold())
+        self._holding = True
+
+    async def _release(self) -> None:
+        if self._holding:
+            async with self._lock:  # not under a flush() of someone else's
+                self._holding = False
+                await self._held.aclose()
+
+    async def _sleep(self, seconds: float, *, wakeable: bool) -> bool:
+        # a commit ends a sweep's wait, not a backoff's; stopping ends either.
+        # True: it ended early (a commit or stop)
         loop = asyncio.get_running_loop()
-        waiters: list[asyncio.Task[Any]] = [
-            loop.create_task(self.clock.sleep(seconds)),
-            loop.create_task(self._stop.wait()),
-        ]
+        timer = loop.create_task(self.clock.sleep(seconds))
+        waiters: list[asyncio.Task[Any]] = [timer, loop.create_task(self._stop.wait())]
         if wakeable:
             waiters.append(loop.create_task(self._wakeup.wait()))
         try:
@@ -218,3 +254,4 @@ class OutboxRelay:
             for task in waiters:
                 task.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
+        return not (timer.done() and not timer.cancelled())
