@@ -53,7 +53,6 @@ from lms_shared.http.ratelimit import RateLimitMiddleware
 from lms_shared.http.request import RequestMiddleware
 from lms_shared.http.security_headers import SecurityHeadersMiddleware
 from lms_shared.http.state import RuntimeState
-from lms_shared.http.tracing import TracingMiddleware
 from lms_shared.http.versioning import Deprecation, DeprecationRules, versioned_router
 from lms_shared.lifecycle import Component, Lifecycle
 from lms_shared.observability import (
@@ -293,8 +292,9 @@ class Service:
         proxies = TrustedProxies.from_settings(settings)
         cors = CorsPolicy.from_settings(settings)
         # added innermost first; outermost to innermost the stack is: forwarded
-        # (behind LMS_TRUSTED_PROXIES), request, methods (HEAD, Allow), security headers,
-        # hosts, CORS, deadline, rate limit, body limit, timeout
+        # (behind LMS_TRUSTED_PROXIES), request (and the server span), methods (HEAD,
+        # Allow), security headers, metrics, hosts, CORS, deadline, rate limit, body
+        # limit, timeout
         self.app.add_middleware(
             TimeoutMiddleware, seconds=settings.request_timeout, renderer=self.problems
         )
@@ -339,9 +339,8 @@ class Service:
             renderer=self.problems,
             state=self.state,
             extra_headers=self.deprecations.headers_for_route,
+            tracing=self.tracing,  # the SERVER span: around the access line and all inside
         )
-        # the SERVER span: around the access log line and everything inside it
-        self.app.add_middleware(TracingMiddleware, tracing=self.tracing)
         if proxies:  # the one place forwarding headers are believed (outermost)
             self.app.add_middleware(ForwardedMiddleware, proxies=proxies)
 

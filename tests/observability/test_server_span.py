@@ -160,3 +160,39 @@ def test_the_embedded_store_takes_server_spans_as_they_are(tmp_path: Path) -> No
     assert stored.status == "error"
     assert stored.attributes == {"http.route": "/v1/x"}
     assert stored.span_id == f"{span.get_span_context().span_id:016x}"
+
+
+async def test_the_standalone_middleware_traces_an_app_of_its_own() -> None:
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from lms_shared.http.tracing import TracingMiddleware
+
+    async def boom(_: object) -> JSONResponse:
+        raise RuntimeError("broke")
+
+    async def ok(_: object) -> JSONResponse:
+        return JSONResponse(
+            {"trace": f"{trace.get_current_span().get_span_context().trace_id:032x}"}
+        )
+
+    traced, _ = tracing()
+    recorded = record_spans(traced)
+    app = TracingMiddleware(
+        Starlette(routes=[Route("/v1/items/{item}", ok), Route("/v1/boom", boom)]), tracing=traced
+    )
+    headers = {"traceparent": f"00-{TRACE}-{PARENT}-01"}
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = await client.get("/v1/items/7", headers=headers)
+        failed = await client.get("/v1/boom")
+    assert answer.json() == {"trace": TRACE}
+    assert failed.status_code == 500
+    [item] = recorded.named("GET /v1/items/{item}")
+    assert item.trace_id == TRACE
+    assert item.parent_id == PARENT
+    assert item.attributes["http.response.status_code"] == 200
+    [broken] = recorded.named("GET /v1/boom")
+    assert broken.status == "error"

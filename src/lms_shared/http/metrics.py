@@ -27,6 +27,7 @@ from starlette.responses import Response
 
 from lms_shared.http.health import HealthRegistry
 from lms_shared.http.ratelimit import exempt
+from lms_shared.http.routes import route_template
 from lms_shared.http.state import RuntimeState
 from lms_shared.observability import Metrics, get_logger
 from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,14 +39,6 @@ _READY_ROUTE = "/health/ready"
 
 TraceId = Callable[[], str | None]
 Readiness = Callable[[], Awaitable[bool]]
-
-
-def _route_template(scope: Scope) -> str | None:
-    route = scope.get("route")
-    if route is None:
-        return None
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else None
 
 
 class MetricsMiddleware:
@@ -82,7 +75,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             seconds = time.perf_counter() - started
-            route = _route_template(scope)
+            route = route_template(scope)
             # no response started: the request middleware answers 500
             self.metrics.http_request(scope["method"], route, status or 500, seconds)
             if route == _READY_ROUTE:  # a probe just ran the checks: reuse the result

@@ -11,7 +11,10 @@ cost is one wrapped ``send`` and one log line:
 * ``Deprecation``/``Sunset``/``Link`` headers of deprecated routes;
 * draining: while the service shuts down new requests get a 503 problem;
 * an exception no handler took becomes a 500 problem that leaks nothing,
-  and is logged once with its traceback.
+  and is logged once with its traceback;
+* given the service's tracing, the request's SERVER span around all of it
+  (:func:`~lms_shared.http.tracing.open_server_span`), so the access line
+  carries the trace id: one layer instead of two on every request.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from collections.abc import Callable
 
 from lms_shared import errors
 from lms_shared.http.problems import ProblemRenderer
+from lms_shared.http.routes import route_template
 from lms_shared.http.state import RuntimeState
+from lms_shared.http.tracing import close_server_span, open_server_span
 from lms_shared.observability import LineWriter, get_logger
+from lms_shared.observability._tracing import Tracing
 from lms_shared.observability.context import request_id_var
 from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,15 +55,6 @@ def valid_request_id(value: bytes) -> bool:
     return _VALID_ID.fullmatch(value) is not None
 
 
-def route_template(scope: Scope) -> str | None:
-    """The matched route's path template (``/v1/courses/{course_id}``), or ``None``."""
-    route = scope.get("route")
-    if route is None:
-        return None
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
-    return template if isinstance(template, str) else None
-
-
 class RequestMiddleware:
     """Request id, access log, drain and last-resort problem handling.
 
@@ -69,6 +66,7 @@ class RequestMiddleware:
         state: the service's runtime state (in-flight count, draining).
         extra_headers: given a matched route object, the headers to add
             (deprecation); called once per route and cached.
+        tracing: the service's tracing: each request gets its SERVER span here.
     """
 
     def __init__(
@@ -80,8 +78,10 @@ class RequestMiddleware:
         renderer: ProblemRenderer,
         state: RuntimeState,
         extra_headers: HeaderLookup | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.app = app
+        self.tracing = tracing
         self.renderer = renderer
         self.state = state
         self.extra_headers = extra_headers
@@ -104,6 +104,8 @@ class RequestMiddleware:
             # 128 random bits: a correlation id, not a secret, so the Mersenne
             # Twister (0.3 us) rather than a getrandom syscall per request
             request_id = f"{_bits(128):032x}"
+        opened = open_server_span(self.tracing, scope) if self.tracing is not None else None
+        error: BaseException | None = None
         token = request_id_var.set(request_id)
         rid_header = (_HEADER, request_id.encode())
         status = 0
@@ -133,12 +135,13 @@ class RequestMiddleware:
                 )
             else:
                 await self.app(scope, receive, send_wrapper)
-        except Exception:
+        except Exception as exc:
             self.errlog.exception(
                 "unhandled exception",
                 method=scope["method"],
                 route=route_template(scope),
             )
+            error = exc
             if status:
                 raise  # the response has started: all we can do is abort it
             status = await self._send_problem(
@@ -148,6 +151,9 @@ class RequestMiddleware:
                 errors.INTERNAL_ERROR,
                 "an unexpected error occurred; quote the request id when reporting it",
             )
+        except BaseException as exc:  # cancelled: the span says so, then it goes on
+            error = exc
+            raise
         finally:
             state.leave()
             route = route_template(scope)
@@ -159,6 +165,8 @@ class RequestMiddleware:
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 )
             request_id_var.reset(token)
+            if opened is not None:
+                close_server_span(opened, scope, status, error)
 
     def _headers_for(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         route = scope.get("route")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["flatten_routes"]
+from lms_shared.types import Scope
+
+__all__ = ["flatten_routes", "route_template"]
 
 
 def flatten_routes(routes: Iterable[Any]) -> Iterator[Any]:
@@ -21,3 +23,12 @@ def flatten_routes(routes: Iterable[Any]) -> Iterator[Any]:
             yield from flatten_routes(nested())
         else:
             yield route
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route's path template (``/v1/courses/{course_id}``), or ``None``."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return template if isinstance(template, str) else None

@@ -1,9 +1,12 @@
 """The server span of each request: W3C Trace Context in, one SERVER span, names by route.
 
-The outermost middleware (after forwarding headers are settled), so the
-access log line, the problem handlers and every span the route opens are
-inside it. Incoming ``traceparent``/``tracestate`` (or B3) continue the
-caller's trace; invalid ones start a new trace, as the W3C text says
+Opened by the outermost layer (after forwarding headers are settled), so
+the access log line, the problem handlers and every span the route opens
+are inside it: a service's :class:`~lms_shared.http.request.RequestMiddleware`
+opens it itself (:func:`open_server_span`, :func:`close_server_span`: one
+layer less per request), :class:`TracingMiddleware` does it for other apps.
+Incoming ``traceparent``/``tracestate`` (or B3) continue the caller's
+trace; invalid ones start a new trace, as the W3C text says
 (:mod:`lms_shared.observability._tracecontext`). The span is named
 ``METHOD /route/{template}`` once routing is known (never the raw path:
 bounded cardinality), with the OpenTelemetry HTTP semantic-convention
@@ -12,15 +15,18 @@ attributes; a 5xx sets its status to error.
 
 from __future__ import annotations
 
+from contextvars import Token
+
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.context.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
 
-from lms_shared.http.request import route_template
+from lms_shared.http.routes import route_template
 from lms_shared.observability._tracing import Tracing, reset_current_tracing, set_current_tracing
 from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["TracingMiddleware"]
+__all__ = ["ServerSpanScope", "TracingMiddleware", "close_server_span", "open_server_span"]
 
 _READ = frozenset(
     {
@@ -36,6 +42,54 @@ _READ = frozenset(
 )
 _MAX_VALUES = 8  # a header repeated more often is not read further (bounded)
 _EMPTY = otel_context.Context()
+
+
+ServerSpanScope = tuple[Span, "Token[Context]", "Token[Tracing | None]"]
+"""A request's open server span and the two context tokens to restore."""
+
+
+def open_server_span(tracing: Tracing, scope: Scope) -> ServerSpanScope:
+    """Start the request's SERVER span and make it (and ``tracing``) current."""
+    carrier: dict[str, list[str]] = {}
+    for name, value in scope["headers"]:
+        if name in _READ:
+            values = carrier.setdefault(name.decode(), [])
+            if len(values) < _MAX_VALUES:
+                values.append(value.decode("latin-1"))
+    parent: Context = tracing.propagator.extract(carrier) if carrier else _EMPTY
+    method = scope["method"]
+    span = tracing.start_server_span(
+        method,
+        parent,
+        {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+        },
+    )
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return span, token, set_current_tracing(tracing)
+
+
+def close_server_span(
+    opened: ServerSpanScope, scope: Scope, status: int, error: BaseException | None = None
+) -> None:
+    """Name the span by its route, record the status (and ``error``), end it, restore."""
+    span, token, current = opened
+    if error is not None:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    route = route_template(scope)
+    if route is not None:
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
+    if status:
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    reset_current_tracing(current)
+    otel_context.detach(token)
 
 
 class TracingMiddleware:
@@ -55,26 +109,9 @@ class TracingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier: dict[str, list[str]] = {}
-        for name, value in scope["headers"]:
-            if name in _READ:
-                values = carrier.setdefault(name.decode(), [])
-                if len(values) < _MAX_VALUES:
-                    values.append(value.decode("latin-1"))
-        parent = self.tracing.propagator.extract(carrier) if carrier else _EMPTY
-        method = scope["method"]
-        span = self.tracing.start_server_span(
-            method,
-            parent,
-            {
-                "http.request.method": method,
-                "url.path": scope["path"],
-                "url.scheme": scope.get("scheme", "http"),
-            },
-        )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        current = set_current_tracing(self.tracing)
+        opened = open_server_span(self.tracing, scope)
         status = 0
+        error: BaseException | None = None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -85,18 +122,7 @@ class TracingMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            error = exc
             raise
         finally:
-            route = route_template(scope)
-            if route is not None:
-                span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-            if status:
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-            span.end()
-            reset_current_tracing(current)
-            otel_context.detach(token)
+            close_server_span(opened, scope, status, error)
