@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Hashable
 from datetime import UTC, datetime, timedelta, timezone
 
 from lms_shared.events._errors import InvalidEvent
@@ -50,6 +51,8 @@ _NAME = re.compile(r"[a-z0-9]+")
 _NONCHARACTERS = "".join(f"\\U{plane:04X}FFFE\\U{plane:04X}FFFF" for plane in range(17))
 _BAD_CHARS = re.compile(f"[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff{_NONCHARACTERS}]")
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_SMALL_INTEGERS = {str(number): number for number in range(100)}
+"""The canonical strings of 0 to 99 and their values."""
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
 )
@@ -78,17 +81,50 @@ _ABSOLUTE_URI = re.compile(rf"{_SCHEME}:{_HIER}(?:\?{_QUERY})?")
 _URI_REFERENCE = re.compile(rf"(?:{_SCHEME}:{_HIER}|{_RELATIVE})(?:\?{_QUERY})?(?:#{_QUERY})?")
 
 
+def _remembered(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    """``pattern.fullmatch(text)`` as a test remembered per text (1024 of them, LRU).
+
+    Sources, data schemas and media types repeat on every event.
+    """
+
+    @functools.lru_cache(maxsize=1024)
+    def matches(text: str) -> bool:
+        return pattern.fullmatch(text) is not None
+
+    return matches
+
+
+_is_absolute_uri = _remembered(_ABSOLUTE_URI)
+_is_uri_reference = _remembered(_URI_REFERENCE)
+_is_media_type = _remembered(_MEDIA_TYPE)
+
+
 def check_name(name: object) -> str:
     """``name`` if it is a valid context attribute name.
 
     Raises:
         InvalidEvent: not lower-case ASCII letters and digits, or ``data``.
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str):
+        raise InvalidEvent(f"attribute name {name!r} must be lower-case letters a-z and digits")
+    if name in _COMMON_NAMES:  # the usual names, valid by construction: a set look-up
+        return name
+    if not _NAME.fullmatch(name):
         raise InvalidEvent(f"attribute name {name!r} must be lower-case letters a-z and digits")
     if name in RESERVED_NAMES:
         raise InvalidEvent(f"attribute name {name!r} is reserved")
     return name
+
+
+def check_names(names: Collection[Hashable]) -> None:
+    """:func:`check_name` of each name, e.g. a mapping's keys (the usual ones in one set look-up).
+
+    Raises:
+        InvalidEvent: a name is not lower-case ASCII letters and digits, or ``data``.
+    """
+    if not _COMMON_NAMES.issuperset(names):
+        for name in names:
+            check_name(name)
 
 
 def check_string(name: str, value: object, *, empty: bool = False) -> str:
@@ -98,6 +134,9 @@ def check_string(name: str, value: object, *, empty: bool = False) -> str:
         raise InvalidEvent(f"attribute {name!r} must be a string")
     if not value and not empty:
         raise InvalidEvent(f"attribute {name!r} must not be empty")
+    # printable ASCII, the usual case, holds none of them (C-speed, no regex scan)
+    if value.isascii() and value.isprintable():
+        return value
     bad = _BAD_CHARS.search(value)
     if bad:
         raise InvalidEvent(
@@ -109,7 +148,7 @@ def check_string(name: str, value: object, *, empty: bool = False) -> str:
 def check_uri(name: str, value: object) -> str:
     """``value`` if it is a non-empty absolute URI (RFC 3986 section 4.3)."""
     text = check_string(name, value)
-    if not _ABSOLUTE_URI.fullmatch(text):
+    if not _is_absolute_uri(text):
         raise InvalidEvent(f"attribute {name!r} must be an absolute URI")
     return text
 
@@ -117,7 +156,7 @@ def check_uri(name: str, value: object) -> str:
 def check_uri_reference(name: str, value: object) -> str:
     """``value`` if it is a non-empty URI-reference (RFC 3986 section 4.1)."""
     text = check_string(name, value)
-    if not _URI_REFERENCE.fullmatch(text):
+    if not _is_uri_reference(text):
         raise InvalidEvent(f"attribute {name!r} must be a URI-reference")
     return text
 
@@ -125,7 +164,7 @@ def check_uri_reference(name: str, value: object) -> str:
 def check_media_type(name: str, value: object) -> str:
     """``value`` if it is an RFC 2046 media type (``type/subtype; param=value``)."""
     text = check_string(name, value)
-    if not _MEDIA_TYPE.fullmatch(text):
+    if not _is_media_type(text):
         raise InvalidEvent(f"attribute {name!r} must be a media type such as application/json")
     return text
 
@@ -155,6 +194,16 @@ def parse_timestamp(text: str, name: str = "time") -> datetime:
     match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise InvalidEvent(f"attribute {name!r} must be an RFC 3339 timestamp")
+    fraction = match.group(7)
+    if text[10] == "T" and text[-1] == "Z" and (fraction is None or len(fraction) <= 6):
+        # the canonical form (what format_timestamp writes), matched above: the C parser
+        # reads it exactly as the fields below would be read
+        if match.group(6) == "60":
+            raise InvalidEvent(f"attribute {name!r}: leap seconds are not supported")
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidEvent(f"attribute {name!r} is not a valid date and time") from None
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     fraction, zulu, sign, off_hours, off_minutes = match.groups()[6:]
     if second == 60:
@@ -175,13 +224,16 @@ def parse_timestamp(text: str, name: str = "time") -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """The canonical RFC 3339 form: UTC, ``Z``, microseconds only when non-zero."""
-    utc = value.astimezone(UTC)
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
     spec = "microseconds" if utc.microsecond else "seconds"
-    return utc.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    return utc.isoformat(timespec=spec)[:-6] + "Z"  # without its "+00:00"
 
 
 def parse_integer(text: str, name: str) -> int:
     """An Integer from its canonical string (``-?(0|[1-9][0-9]*)``, 32-bit)."""
+    small = _SMALL_INTEGERS.get(text) if isinstance(text, str) else None
+    if small is not None:  # schema versions and the like: a look-up
+        return small
     if not isinstance(text, str) or not _INTEGER.fullmatch(text):
         raise InvalidEvent(f"attribute {name!r} must be an integer")
     return check_integer(name, int(text))
@@ -282,6 +334,9 @@ KNOWN_EXTENSIONS: dict[str, _Known] = {
 }
 """The extensions this package gives a type: checked natively, parsed from strings."""
 
+_COMMON_NAMES = frozenset(CORE_ATTRIBUTES | KNOWN_EXTENSIONS.keys())
+"""Attribute names every event carries, all lower-case ``a-z0-9`` and none reserved."""
+
 
 def check_extension(name: str, value: object) -> ExtensionValue:
     """A native extension value, checked against its known type or the type system."""
@@ -308,5 +363,7 @@ def extension_from_string(name: str, text: str) -> ExtensionValue:
     """An extension from its canonical string (binary mode): typed if known, else a String."""
     known = KNOWN_EXTENSIONS.get(name)
     if known is not None:
+        if known.kind == "String":  # its check begins with check_string's, same messages
+            return known.check(name, text)
         return known.from_string(name, check_string(name, text, empty=True))
     return check_extension(name, text)

@@ -10,14 +10,21 @@ format asks).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import orjson
 
 from lms_shared.events._attributes import (
     CORE_ATTRIBUTES,
-    check_name,
+    canonical,
+    check_media_type,
+    check_names,
+    check_string,
+    check_uri,
+    check_uri_reference,
     extension_from_string,
+    format_timestamp,
     parse_timestamp,
 )
 from lms_shared.events._envelope import (
@@ -27,12 +34,13 @@ from lms_shared.events._envelope import (
     Data,
     EnvelopeLimits,
     is_json_content_type,
+    unchecked_event,
 )
 from lms_shared.events._errors import InvalidEvent
 from lms_shared.events._json import load_json
-from lms_shared.events._transport import Message
+from lms_shared.events._transport import Message, unchecked_message
 
-__all__ = ["from_binary", "from_message", "to_binary", "to_message"]
+__all__ = ["from_binary", "from_message", "to_binary", "to_message", "to_messages"]
 
 
 def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
@@ -41,13 +49,34 @@ def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     Raises:
         InvalidEvent: JSON data cannot be written as JSON.
     """
-    attributes = event.attributes()
+    extensions = {name: canonical(value) for name, value in event.extensions.items()}
+    return _binary(event, extensions)
+
+
+def _binary(event: CloudEvent, extensions: Mapping[str, str]) -> tuple[dict[str, str], bytes]:
+    """:func:`to_binary` with the extensions' canonical strings already made."""
+    attributes = {
+        "id": event.id,
+        "source": event.source,
+        "specversion": event.specversion,
+        "type": event.type,
+    }
+    content_type = event.datacontenttype
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    if event.dataschema is not None:
+        attributes["dataschema"] = event.dataschema
+    if event.subject is not None:
+        attributes["subject"] = event.subject
+    if event.time is not None:
+        attributes["time"] = format_timestamp(event.time)
+    attributes.update(extensions)
     data = event.data
     if data is NO_DATA:
         return attributes, b""
     if isinstance(data, bytes):
         return attributes, data
-    if isinstance(data, str) and not is_json_content_type(event.datacontenttype):
+    if isinstance(data, str) and not is_json_content_type(content_type):
         return attributes, data.encode("utf-8")
     # the constructor allows nothing else than JSON data here
     attributes.setdefault("datacontenttype", "application/json")
@@ -62,6 +91,9 @@ def from_binary(
 ) -> CloudEvent:
     """An event from canonical-string attributes and data bytes.
 
+    Every attribute is checked once, as the :class:`CloudEvent`
+    constructor checks it, and the event is built from the checked values.
+
     Raises:
         InvalidEvent: too large, too many attributes, a malformed value, or
             JSON data that does not parse.
@@ -70,11 +102,10 @@ def from_binary(
         raise InvalidEvent("event data must be bytes")
     if len(attributes) > limits.max_attributes:
         raise InvalidEvent(f"an event carries at most {limits.max_attributes} attributes")
-    size = len(body) + sum(len(k) + len(v) for k, v in attributes.items())
+    size = len(body) + sum(map(len, attributes)) + sum(map(len, attributes.values()))
     if size > limits.max_bytes:
         raise InvalidEvent(f"the event is larger than {limits.max_bytes} bytes")
-    for name in attributes:
-        check_name(name)
+    check_names(attributes)
     specversion = attributes.get("specversion")
     if specversion is None:
         raise InvalidEvent("required attribute 'specversion' is missing")
@@ -90,19 +121,33 @@ def from_binary(
     elif body:
         data = body
     time = attributes.get("time")
-    return CloudEvent(
-        id=attributes["id"],
-        source=attributes["source"],
-        type=attributes["type"],
+    parsed_time = None if time is None else parse_timestamp(time)
+    extensions = {
+        name: extension_from_string(name, value)
+        for name, value in attributes.items()
+        if name not in CORE_ATTRIBUTES
+    }
+    # what the constructor checks, in its order (data fits: JSON only for a JSON type)
+    event_id = check_string("id", attributes["id"])
+    source = check_uri_reference("source", attributes["source"])
+    event_type = check_string("type", attributes["type"])
+    if content_type is not None:
+        check_media_type("datacontenttype", content_type)
+    dataschema = attributes.get("dataschema")
+    if dataschema is not None:
+        check_uri("dataschema", dataschema)
+    subject = attributes.get("subject")
+    if subject is not None:
+        check_string("subject", subject)
+    return unchecked_event(
+        id=event_id,
+        source=source,
+        type=event_type,
         datacontenttype=content_type,
-        dataschema=attributes.get("dataschema"),
-        subject=attributes.get("subject"),
-        time=None if time is None else parse_timestamp(time),
-        extensions={
-            name: extension_from_string(name, value)
-            for name, value in attributes.items()
-            if name not in CORE_ATTRIBUTES
-        },
+        dataschema=dataschema,
+        subject=subject,
+        time=parsed_time,
+        extensions=MappingProxyType(extensions),
         data=data,
     )
 
@@ -114,7 +159,30 @@ def to_message(event: CloudEvent) -> Message:
         InvalidEvent: JSON data cannot be written as JSON.
     """
     attributes, body = to_binary(event)
-    return Message(attributes, body)
+    return unchecked_message(attributes, body)
+
+
+def to_messages(events: Sequence[CloudEvent]) -> list[Message]:
+    """:func:`to_message` of each event; extensions the events share are written once.
+
+    Events built together (:meth:`EventRegistry.encode_all
+    <lms_shared.events.EventRegistry.encode_all>`) share one extensions
+    mapping, so its canonical strings are made once per batch.
+
+    Raises:
+        InvalidEvent: JSON data cannot be written as JSON.
+    """
+    written: dict[int, dict[str, str]] = {}  # by id(): every event lives until the end
+    messages = []
+    for event in events:
+        extensions = event.extensions
+        strings = written.get(id(extensions))
+        if strings is None:
+            strings = {name: canonical(value) for name, value in extensions.items()}
+            written[id(extensions)] = strings
+        attributes, body = _binary(event, strings)
+        messages.append(unchecked_message(attributes, body))
+    return messages
 
 
 def from_message(message: Message, *, limits: EnvelopeLimits = DEFAULT_LIMITS) -> CloudEvent:

@@ -43,8 +43,7 @@ import asyncio
 import inspect
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,7 +53,7 @@ from typing import Any, Literal, TypeVar, overload
 from lms_shared.clock import Clock, SystemClock
 from lms_shared.errors import ConfigurationError
 from lms_shared.events._attributes import ExtensionValue
-from lms_shared.events._binary import from_message, to_message
+from lms_shared.events._binary import from_message, to_messages
 from lms_shared.events._dead_letters import (
     REPLAY_GROUP,
     DeadLetter,
@@ -627,8 +626,13 @@ class EventBus:
                 causation_id=causation_id,
                 extra=extensions,
             )
-            cloud_events = [self._encode(event, subject, stamped) for event in batch]
-            messages = [to_message(cloud_event) for cloud_event in cloud_events]
+            cloud_events = self.registry.encode_all(
+                (self._declared(event) for event in batch),  # checked in turn, as encoded
+                source=self.source,
+                subject=subject,
+                extensions=stamped,
+            )
+            messages = to_messages(cloud_events)
             if messages:
                 if outbox is not None and self.outbox is not None and self.relay is not None:
                     await self.outbox.add(outbox, messages, on_commit=self.relay.wake)
@@ -636,9 +640,7 @@ class EventBus:
                     await self.transport.publish(messages)
         return cloud_events[0] if isinstance(events, Event) else cloud_events
 
-    def _encode(
-        self, event: Event, subject: str | None, extensions: dict[str, ExtensionValue]
-    ) -> CloudEvent:
+    def _declared(self, event: Event) -> Event:
         if not isinstance(event, Event):
             raise InvalidEvent(f"{type(event).__name__} is not an Event")
         if type(event).schema_name not in self.registry:
@@ -647,9 +649,7 @@ class EventBus:
                 f"{name} is not declared: call bus.publishes({name}) first",
                 type=type(event).schema_name or name,
             )
-        return self.registry.encode(
-            event, source=self.source, subject=subject, extensions=extensions
-        )
+        return event
 
     def _extensions(
         self,
@@ -801,42 +801,41 @@ class EventBus:
         event: Event,
         attempt: int,
     ) -> Literal["handled", "duplicate"]:
-        with self._handling(EventContext(cloud_event, entry.name, attempt)):
-            if self.inbox is None:
-                await handler.fn(event)
-                return "handled"
-            try:
-                async with self.inbox.process(
-                    entry.name, cloud_event.id, tenant=cloud_event.tenant
-                ) as record:
-                    if record.duplicate:
-                        return "duplicate"
-                    if handler.takes_tx:
-                        await handler.fn(event, record.tx)
-                    else:
-                        await handler.fn(event)
-            except DuplicateDelivery:
-                return "duplicate"
-            return "handled"
-
-    @contextmanager
-    def _handling(self, context: EventContext) -> Iterator[None]:
-        cloud_event = context.event
-        token = _current.set(context)
+        token = _current.set(EventContext(cloud_event, entry.name, attempt))
         try:
             with consumer_span(
                 self.tracing,
                 self.transport.name,
                 event_type=cloud_event.type,
                 event_id=cloud_event.id,
-                group=context.group,
-                attempt=context.attempt,
+                group=entry.name,
+                attempt=attempt,
                 traceparent=cloud_event.traceparent,
                 tracestate=cloud_event.tracestate,
             ):
-                yield
+                return await self._call(entry, handler, cloud_event, event)
         finally:
             _current.reset(token)
+
+    async def _call(
+        self, entry: _Group, handler: _Handler, cloud_event: CloudEvent, event: Event
+    ) -> Literal["handled", "duplicate"]:
+        if self.inbox is None:
+            await handler.fn(event)
+            return "handled"
+        try:
+            async with self.inbox.process(
+                entry.name, cloud_event.id, tenant=cloud_event.tenant
+            ) as record:
+                if record.duplicate:
+                    return "duplicate"
+                if handler.takes_tx:
+                    await handler.fn(event, record.tx)
+                else:
+                    await handler.fn(event)
+        except DuplicateDelivery:
+            return "duplicate"
+        return "handled"
 
     async def _dead(
         self,

@@ -12,6 +12,7 @@ distinct from a JSON ``null`` payload).
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ __all__ = [
     "EnvelopeLimits",
     "NoData",
     "is_json_content_type",
+    "unchecked_event",
 ]
 
 SPECVERSION = "1.0"
@@ -68,6 +70,12 @@ def is_json_content_type(content_type: str | None) -> bool:
     """Whether a ``datacontenttype`` declares JSON data (``*/json``, ``*/*+json``, or absent)."""
     if content_type is None:
         return True
+    return _is_json_media(content_type)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_json_media(content_type: str) -> bool:
+    # remembered: a handful of content types come with every event
     return _JSON_MEDIA.fullmatch(content_type.split(";", 1)[0].strip()) is not None
 
 
@@ -238,3 +246,68 @@ class CloudEvent:
     def _text(self, name: str) -> str | None:
         value = self.extensions.get(name)
         return value if isinstance(value, str) else None
+
+
+def unchecked_event(
+    *,
+    id: str,
+    source: str,
+    type: str,
+    datacontenttype: str | None,
+    dataschema: str | None,
+    subject: str | None,
+    time: datetime | None,
+    extensions: Mapping[str, ExtensionValue],
+    data: Data,
+) -> CloudEvent:
+    """A :class:`CloudEvent` of values already checked, built without checking them again.
+
+    For this package's readers and writers only: every value must have
+    passed the very checks the constructor makes (a reader of untrusted
+    input checks each once, then builds the event here; the registry checks
+    a batch's shared attributes once and makes ``id`` and ``time`` itself).
+    ``extensions`` is kept as given: pass a read-only mapping (a
+    ``MappingProxyType``) that nothing else changes.
+    """
+    event = _new(CloudEvent)
+    _set_id(event, id)
+    _set_source(event, source)
+    _set_type(event, type)
+    _set_specversion(event, SPECVERSION)
+    _set_datacontenttype(event, datacontenttype)
+    _set_dataschema(event, dataschema)
+    _set_subject(event, subject)
+    _set_time(event, time)
+    _set_extensions(event, extensions)
+    _set_data(event, data)
+    return event
+
+
+# the slots' own setters: what a frozen dataclass's __init__ reaches through object.__setattr__
+_new = object.__new__
+(
+    _set_id,
+    _set_source,
+    _set_type,
+    _set_specversion,
+    _set_datacontenttype,
+    _set_dataschema,
+    _set_subject,
+    _set_time,
+    _set_extensions,
+    _set_data,
+) = (
+    getattr(CloudEvent, name).__set__
+    for name in (
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "datacontenttype",
+        "dataschema",
+        "subject",
+        "time",
+        "extensions",
+        "data",
+    )
+)

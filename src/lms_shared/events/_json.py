@@ -121,6 +121,12 @@ def load_json(body: bytes | str, *, max_bytes: int, max_depth: int) -> Any:
 
 
 def _check_depth(document: Any, max_depth: int) -> None:
+    if max_depth >= 1 and isinstance(document, dict):  # the usual payload: a flat object
+        for value in document.values():
+            if isinstance(value, dict | list):
+                break
+        else:
+            return
     stack = [(document, 1)]
     while stack:
         value, depth = stack.pop()

@@ -27,12 +27,13 @@ Behaviour:
   No ``Nats-Msg-Id`` is set: a republished event (an unconfirmed publish
   tried again, a dead letter replayed) is stored again and consumers
   deduplicate by event id.
-* A subscription (``_nats_consumer``) keeps exactly as many one-message
-  pull requests open as it has free handler slots (``concurrency``), so it
-  never prefetches beyond them and the other members of its group get the
-  rest. Requests expire after ``pull_expires`` and are renewed; after a
+* A subscription (``_nats_consumer``) asks with batched pull requests for
+  at most as many messages as it has free handler slots (``concurrency``),
+  so it never prefetches beyond them and the other members of its group get
+  the rest. Requests expire after ``pull_expires`` and are renewed; after a
   reconnect or a leader change they are renewed at once or after
-  ``pull_expires``.
+  ``pull_expires``. An ack is one message to the server, not waited for
+  (``stop`` flushes the connection): a lost ack is a redelivery.
 * ``Delivery.retry(delay)`` is a native delayed ``NAK``; ``attempt`` is
   JetStream's delivery count; ``position`` is the stream sequence.
 * ``max_deliver`` (off by default) makes the server stop redelivering; the
@@ -69,7 +70,6 @@ import itertools
 import json
 import math
 import re
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -94,6 +94,7 @@ __all__ = ["NatsTransport", "consumer_name"]
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _STATUS = "Status"
 _PUBLISH_WINDOW = 4096
+_SUBJECTS_KEPT = 1024
 _URL_OPTIONS = {"namespace", "replicas", "max_age", "name"}
 
 
@@ -101,6 +102,21 @@ def consumer_name(group: str, types: Sequence[str]) -> str:
     """The durable consumer of ``group`` for exactly ``types`` (order does not matter)."""
     key = json.dumps([group, sorted(set(types))]).encode()
     return f"{group.replace('.', '_')}-{hashlib.sha256(key).hexdigest()[:12]}"
+
+
+class _Pending:
+    """The acknowledgements one window of a publish still waits for."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, done: asyncio.Future[None], left: int) -> None:
+        self.done = done
+        self.left = left
+
+    def confirm(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set_result(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +229,9 @@ class NatsTransport:
         self._js: JetStreamContext | None = None
         self._multi_filter = False
         self._acks_inbox: str | None = None
-        self._acks: dict[str, asyncio.Future[None]] = {}
+        self._acks: dict[str, _Pending] = {}
+        self._stored = b'{"stream":' + json.dumps(self.stream).encode() + b","
+        self._subjects: dict[str, str] = {}
         self._tokens = itertools.count(1)
         self._subscriptions: set[NatsSubscription] = set()
         self._log = get_logger("lms.events.nats", namespace=namespace)
@@ -328,9 +346,9 @@ class NatsTransport:
         """Stop every subscription without draining, flush the acks, and disconnect."""
         nc, self._nc, self._js, self._acks_inbox = self._nc, None, None, None
         acks, self._acks = self._acks, {}
-        for future in acks.values():
-            if not future.done():
-                future.set_exception(PublishFailed("the NATS transport stopped"))
+        for pending in acks.values():
+            if not pending.done.done():
+                pending.done.set_exception(PublishFailed("the NATS transport stopped"))
         for subscription in list(self._subscriptions):
             await subscription.stop(drain=False)
         self._subscriptions.clear()
@@ -361,8 +379,8 @@ class NatsTransport:
         """Publish every message, pipelined; return once JetStream acknowledged each.
 
         The messages go out in order, each with ``Nats-Expected-Stream``;
-        their acknowledgements are awaited together (at most
-        ``_PUBLISH_WINDOW`` outstanding).
+        their acknowledgements are awaited together, ``_PUBLISH_WINDOW`` at
+        a time (never more outstanding).
 
         Raises:
             InvalidEvent: a message is larger than ``limits`` allow (nothing
@@ -380,40 +398,55 @@ class NatsTransport:
             self._check_size(message)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.publish_timeout
-        waiting: deque[tuple[str, asyncio.Future[None]]] = deque()
-        try:
-            for message in messages:
-                if len(waiting) >= _PUBLISH_WINDOW:
-                    await self._confirmed(waiting.popleft()[1], deadline)
-                token = str(next(self._tokens))
-                future: asyncio.Future[None] = loop.create_future()
-                self._acks[token] = future
-                waiting.append((token, future))
-                headers = nats_headers(message)
-                headers["Nats-Expected-Stream"] = self.stream
-                await nc.publish(
-                    subject_for(self.prefix, message.type),
-                    message.data,
-                    reply=f"{self._acks_inbox}.{token}",
-                    headers=headers,
-                )
-            while waiting:
-                await self._confirmed(waiting.popleft()[1], deadline)
-        except (OSError, nats.errors.Error) as exc:
-            raise PublishFailed(f"the publish did not go out: {describe(exc)}") from None
-        finally:
-            for token, future in waiting:
-                self._acks.pop(token, None)
-                future.cancel()
+        inbox = f"{self._acks_inbox}."
+        for start in range(0, len(messages), _PUBLISH_WINDOW):
+            window = messages[start : start + _PUBLISH_WINDOW]
+            pending = _Pending(loop.create_future(), len(window))
+            tokens: list[str] = []
+            try:
+                for message in window:
+                    token = str(next(self._tokens))
+                    self._acks[token] = pending
+                    tokens.append(token)
+                    headers = nats_headers(message)
+                    headers["Nats-Expected-Stream"] = self.stream
+                    await nc.publish(
+                        self._subject(message.type),
+                        message.data,
+                        reply=inbox + token,
+                        headers=headers,
+                    )
+                await self._confirmed(pending.done, deadline)
+            except (OSError, nats.errors.Error) as exc:
+                raise PublishFailed(f"the publish did not go out: {describe(exc)}") from None
+            finally:
+                for token in tokens:
+                    self._acks.pop(token, None)
+                if not pending.done.done():
+                    pending.done.cancel()
+                elif not pending.done.cancelled():
+                    pending.done.exception()  # retrieved (raised above, or superseded)
+
+    def _subject(self, type: str) -> str:
+        subject = self._subjects.get(type)
+        if subject is None:
+            if len(self._subjects) >= _SUBJECTS_KEPT:
+                self._subjects.clear()
+            subject = self._subjects[type] = subject_for(self.prefix, type)
+        return subject
 
     def _check_size(self, message: Message) -> None:
         """The bound every reader applies, applied before anything is sent."""
         limits = self.limits
         if len(message.attributes) > limits.max_attributes:
             raise InvalidEvent(f"an event carries at most {limits.max_attributes} attributes")
-        size = len(message.data) + sum(
-            len(name.encode()) + len(value.encode()) for name, value in message.attributes.items()
-        )
+        attributes = message.attributes
+        chars = sum(map(len, attributes)) + sum(map(len, attributes.values()))
+        size = len(message.data) + chars
+        if size + 3 * chars > limits.max_bytes:  # UTF-8 takes at most 4 bytes a character
+            size = len(message.data) + sum(
+                len(name.encode()) + len(value.encode()) for name, value in attributes.items()
+            )
         if size > limits.max_bytes:
             raise InvalidEvent(f"the event is larger than {limits.max_bytes} bytes")
 
@@ -427,28 +460,32 @@ class NatsTransport:
             ) from None
 
     async def _on_publish_ack(self, msg: Msg) -> None:
-        """Resolve the publish a JetStream acknowledgement (or refusal) answers."""
-        future = self._acks.pop(msg.subject.rpartition(".")[2], None)
-        if future is None or future.done():
+        """Count the acknowledgement (or refusal) in the publish it answers."""
+        pending = self._acks.pop(msg.subject.rpartition(".")[2], None)
+        if pending is None or pending.done.done():
             return
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is not None:
             reason = "no stream takes the subject" if status == "503" else f"status {status}"
-            future.set_exception(PublishFailed(f"JetStream refused the publish: {reason}"))
+            pending.done.set_exception(PublishFailed(f"JetStream refused the publish: {reason}"))
+            return
+        data = msg.data
+        if data.startswith(self._stored):  # the usual answer: {"stream":"<ours>", "seq":...}
+            pending.confirm()
             return
         try:
-            answer = json.loads(msg.data)
+            answer = json.loads(data)
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            future.set_exception(PublishFailed("JetStream answered the publish with no ack"))
+            pending.done.set_exception(PublishFailed("JetStream answered the publish with no ack"))
         elif isinstance(error := answer.get("error"), dict):
             text = str(error.get("description") or error.get("code"))[:200]
-            future.set_exception(PublishFailed(f"JetStream refused the publish: {text}"))
+            pending.done.set_exception(PublishFailed(f"JetStream refused the publish: {text}"))
         elif answer.get("stream") != self.stream:
-            future.set_exception(PublishFailed("the publish was not stored in the stream"))
+            pending.done.set_exception(PublishFailed("the publish was not stored in the stream"))
         else:
-            future.set_result(None)
+            pending.confirm()
 
     # -- subscribe -------------------------------------------------------------
 

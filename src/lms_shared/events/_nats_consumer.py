@@ -1,20 +1,27 @@
 """The consuming side of the NATS JetStream transport: pull subscriptions and deliveries.
 
-A :class:`NatsSubscription` keeps exactly as many one-message pull requests
-open on its consumer as it has free handler slots (``concurrency``), so it
-never prefetches beyond them and the other members of its group get the
-rest. Every pull request ends in a message or a status (``408`` expired,
-``409`` consumer deleted or leader changed, ...); requests lost without a
-status (a leader change, a reconnect) are forgotten after ``pull_expires``
-plus a grace and opened again. Messages with a ``partitionkey`` are handled
-one after another per key, in the order they came. See ``_nats`` for the
+A :class:`NatsSubscription` asks its consumer for at most as many messages
+as it has free handler slots (``concurrency``), so it never prefetches
+beyond them and the other members of its group get the rest. It keeps a
+count of the messages its open pull requests may still bring (*credit*):
+when the free slots not yet covered by credit reach a quarter of
+``concurrency`` (or nothing is asked for at all) it opens one pull request
+for all of them (``batch`` = that many). Each delivered message takes one
+from the credit; a request that expires (``408``) or ends early (``409``
+consumer deleted or leader changed, ...) gives back what it did not bring
+(``Nats-Pending-Messages``, or its whole size when the server does not say).
+Requests lost without a status (a leader change, a reconnect) are forgotten
+after ``pull_expires`` plus a grace and their credit opened again. Messages
+with a ``partitionkey`` are handled one after another per key, in the order
+they came. An ack is one message to the server, not waited for (a lost ack
+means a redelivery, which consumers deduplicate: at least once); the
+client's buffer is flushed when the transport stops. See ``_nats`` for the
 broker layout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +42,8 @@ __all__ = ["ConsumerSettings", "NatsDelivery", "NatsSubscription", "describe"]
 _STATUS = "Status"
 _HEARTBEAT = "100"
 _EXPIRED = "408"
+_PENDING = "Nats-Pending-Messages"
+_ACK_PREFIX = "$JS.ACK."
 
 
 def describe(exc: BaseException) -> str:
@@ -82,12 +91,13 @@ class NatsSubscription:
         self._handler = handler
         self._types = frozenset(spec.types)
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{settings.stream}.{consumer}"
-        self._request = json.dumps(
-            {"batch": 1, "expires": int(settings.pull_expires * 1_000_000_000)}
-        ).encode()
+        self._expires = int(settings.pull_expires * 1_000_000_000)
+        # ask again once this many slots are free beyond the credit (or none is asked)
+        self._threshold = max(1, spec.concurrency // 4)
         self._inbox = ""
         self._sub: NatsSub | None = None
-        self._open: deque[float] = deque()  # deadlines of the open pull requests
+        self._requests: deque[tuple[float, int]] = deque()  # open pull requests: deadline, size
+        self._credit = 0  # messages the open pull requests may still bring
         self._overflow: deque[NatsDelivery] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_key: dict[str, asyncio.Task[None]] = {}
@@ -114,26 +124,46 @@ class NatsSubscription:
     # -- pull requests ----------------------------------------------------------
 
     def _refill(self) -> None:
-        """Open one pull request per free handler slot not yet covered."""
+        """Ask for the free handler slots not covered by credit, in one pull request."""
         if not self._active or not self._nc.is_connected:
             return
-        want = self.spec.concurrency - len(self._tasks) - len(self._open) - len(self._overflow)
-        if want <= 0:
+        want = self.spec.concurrency - len(self._tasks) - len(self._overflow) - self._credit
+        if want <= 0 or (self._credit and want < self._threshold):
             return
         deadline = asyncio.get_running_loop().time() + self.settings.pull_expires
-        self._open.extend([deadline] * want)
+        self._requests.append((deadline, want))
+        self._credit += want
         self._spawn(self._pull(want))
 
     async def _pull(self, count: int) -> None:
+        request = b'{"batch":%d,"expires":%d}' % (count, self._expires)
         try:
-            for _ in range(count):
-                await self._nc.publish(self._next_subject, self._request, reply=self._inbox)
+            await self._nc.publish(self._next_subject, request, reply=self._inbox)
         except Exception as exc:  # the sweep renews what did not go out
             self._log.debug("pull request not sent", error=describe(exc))
 
+    def _received(self, count: int) -> None:
+        """``count`` messages of the credit came (or will not come)."""
+        self._credit = max(0, self._credit - count)
+        if not self._credit:
+            self._requests.clear()  # every open request is served or over
+
+    def _ended(self, headers: dict[str, str]) -> None:
+        """A pull request ended with a status: take back what it did not bring."""
+        if not self._requests:
+            self._credit = 0
+            return
+        _, size = self._requests.popleft()  # which one ended is unknown: the oldest goes
+        try:
+            left = int(headers.get(_PENDING, size))
+        except ValueError:
+            left = size
+        self._received(left)
+
     def renew(self) -> None:
         """Forget the open pull requests (reconnected, consumer recreated) and open new ones."""
-        self._open.clear()
+        self._requests.clear()
+        self._credit = 0
         self._refill()
 
     def _refill_later(self, delay: float = 0.5) -> None:
@@ -145,49 +175,54 @@ class NatsSubscription:
         self._refill()
 
     async def _sweep(self) -> None:
-        """Drop pull requests that outlived their expiry unanswered (lost with a leader)."""
+        """Forget pull requests that outlived their expiry unanswered (lost with a leader)."""
         loop = asyncio.get_running_loop()
         grace = max(1.0, self.settings.pull_expires / 2)
         while self._active:
             await asyncio.sleep(min(1.0, self.settings.pull_expires / 2))
             now = loop.time()
-            while self._open and self._open[0] + grace < now:
-                self._open.popleft()
+            while self._requests and self._requests[0][0] + grace < now:
+                _, size = self._requests.popleft()
+                self._received(size if self._requests else self._credit)
             self._refill()
 
     # -- deliveries --------------------------------------------------------------
 
     async def _on_message(self, msg: Msg) -> None:
         headers = msg.headers
-        status = headers.get(_STATUS) if headers and not msg.reply else None
-        if status is not None:
-            if status == _HEARTBEAT:
+        reply = msg.reply
+        if not reply and headers:
+            status = headers.get(_STATUS)
+            if status is not None:
+                if status == _HEARTBEAT:
+                    return
+                self._ended(headers)
+                if status == _EXPIRED:
+                    self._refill()
+                else:  # consumer deleted, leader changed, too many waiting: not at once
+                    self._log.debug("pull request ended", status=status)
+                    self._refill_later()
                 return
-            if self._open:
-                self._open.popleft()
-            if status == _EXPIRED:
-                self._refill()
-            else:  # consumer deleted, leader changed, too many waiting: not at once
-                self._log.debug("pull request ended", status=status)
-                self._refill_later()
-            return
-        if self._open:
-            self._open.popleft()
+        self._received(1)
         if not self._active:
             return  # left unsettled: delivered again after ack_wait
-        try:
-            metadata = msg.metadata
-        except Exception:  # not a JetStream delivery: nothing to settle
-            self._log.warning("ignored a message that is not a JetStream delivery")
-            self._refill()
-            return
+        position = _position(reply)
+        if position is None:
+            try:
+                metadata = msg.metadata
+            except Exception:  # not a JetStream delivery: nothing to settle
+                self._log.warning("ignored a message that is not a JetStream delivery")
+                self._refill()
+                return
+            position = metadata.num_delivered, metadata.sequence.stream
+        attempt, sequence = position
         try:
             message = message_from_nats(headers, msg.data, limits=self.settings.limits)
         except InvalidEvent as exc:
             self.settings.on_unreadable()
             self._log.error(
                 "unreadable message terminated",
-                stream_sequence=metadata.sequence.stream,
+                stream_sequence=sequence,
                 subject=msg.subject[:200],
                 reason=exc.reason,
             )
@@ -198,7 +233,7 @@ class NatsSubscription:
             await _quietly(msg.ack, self._log)  # the shared filter of an older server
             self._refill()
             return
-        delivery = NatsDelivery(msg, message, metadata.num_delivered, metadata.sequence.stream)
+        delivery = NatsDelivery(msg, message, attempt, sequence)
         if len(self._tasks) < self.spec.concurrency:
             self._run(delivery)
         else:
@@ -249,7 +284,8 @@ class NatsSubscription:
 
         Deliveries not yet handed to the handler, and those of handlers
         cancelled here, stay unsettled: JetStream delivers them again after
-        ``ack_wait`` (to another member, if one is there).
+        ``ack_wait`` (to another member, if one is there). The acks sent
+        before are flushed to the server (one ping, at most a second).
         """
         if self._stopped:
             return
@@ -265,7 +301,8 @@ class NatsSubscription:
             except Exception as exc:  # closed connection: nothing left to undo
                 self._log.debug("unsubscribe failed", error=describe(exc))
         self._overflow.clear()
-        self._open.clear()
+        self._requests.clear()
+        self._credit = 0
         running = set(self._tasks)
         if drain and running:
             await asyncio.wait(running, timeout=timeout)
@@ -273,6 +310,11 @@ class NatsSubscription:
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        if self._nc.is_connected:  # the acks sent so far reach the server (one ping)
+            try:
+                await self._nc.flush(timeout=1)
+            except Exception as exc:  # unacked ones are delivered again: at least once
+                self._log.debug("flushing the acks failed", error=describe(exc))
         self.settings.on_stopped(self)
 
 
@@ -317,6 +359,23 @@ class NatsDelivery:
             self.settled = True
             msg = self._msg
             await _quietly(lambda: msg.nak(delay=delay or None), None)
+
+
+def _position(reply: str) -> tuple[int, int] | None:
+    """Delivery count and stream sequence from a JetStream ack subject (``None``: another form).
+
+    ``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>``;
+    the longer forms (with a domain and an account) are left to nats-py.
+    """
+    if not reply.startswith(_ACK_PREFIX):
+        return None
+    tokens = reply.split(".")
+    if len(tokens) != 9:
+        return None
+    try:
+        return int(tokens[4]), int(tokens[5])
+    except ValueError:
+        return None
 
 
 async def _quietly(settle: Callable[[], Awaitable[None]], log: Any) -> None:

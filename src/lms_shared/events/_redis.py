@@ -81,11 +81,19 @@ What does not hold:
 * **One shard**: every key of a namespace is in one hash slot, so a Redis
   Cluster holds a namespace on one node.
 
+**Acks are coalesced**: an ack is queued and returns; the acks of one loop
+tick go out together as one ``XACK`` per stream (with the ``XDEL`` of redo
+copies, in one ``MULTI``), one round trip at a time, at most
+``max(concurrency, 64)`` waiting (past that an ack waits for the round trip).
+An ack lost with the connection leaves the entry pending: it is reclaimed
+and delivered again (at least once).
+
 ``stop`` cancels a subscription's workers at once, a blocking
 ``XREADGROUP`` included (redis-py drops that connection, Redis unblocks it);
 entries read but not yet handled stay pending and are reclaimed after
-``ack_wait``. Every wait is bounded: a task that ignores its cancellation
-is logged and left behind after ``timeout``, never waited for.
+``ack_wait``; the queued acks are sent before the member leaves. Every
+wait is bounded: a task that ignores its cancellation is logged and left
+behind after ``timeout``, never waited for.
 """
 
 from __future__ import annotations
@@ -101,10 +109,10 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from lms_shared.events._attributes import CORE_ATTRIBUTES, KNOWN_EXTENSIONS
 from lms_shared.events._broker import (
     HandlerTasks,
     check_namespace,
-    check_size,
     describe,
     optional_int,
     split_options,
@@ -129,6 +137,10 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _ATTRIBUTE = b"ce_"
+_ATTRIBUTE_LENGTH = len(_ATTRIBUTE)
+_FIELDS = {name: _ATTRIBUTE + name.encode() for name in (*CORE_ATTRIBUTES, *KNOWN_EXTENSIONS)}
+"""The field names of the attributes most events carry, encoded once."""
+_NAMES = {field: name for name, field in _FIELDS.items()}
 _SPARE_FIELDS = 4  # data, attempt, pos, retry
 
 # Retry: ack the entry (and delete a copy), then add it to the delay set by
@@ -257,10 +269,17 @@ def encode_entry(
     Raises:
         InvalidEvent: the message is larger than ``limits``.
     """
-    check_size(message, limits)
-    fields = {
-        _ATTRIBUTE + name.encode(): value.encode() for name, value in message.attributes.items()
-    }
+    attributes = message.attributes
+    if len(attributes) > limits.max_attributes:
+        raise InvalidEvent(f"an event carries at most {limits.max_attributes} attributes")
+    fields: dict[bytes, bytes] = {}
+    size = len(message.data)  # as check_size counts: names (ASCII a-z0-9), values in UTF-8
+    for name, value in attributes.items():
+        key = _FIELDS.get(name) or _ATTRIBUTE + name.encode()
+        fields[key] = encoded = value.encode()
+        size += len(name) + len(encoded)
+    if size > limits.max_bytes:
+        raise InvalidEvent(f"the event is larger than {limits.max_bytes} bytes")
     fields[b"data"] = message.data
     if attempt is not None:
         fields[b"attempt"] = str(attempt).encode()
@@ -279,15 +298,21 @@ def decode_entry(
     """
     if len(fields) > limits.max_attributes + _SPARE_FIELDS:
         raise InvalidEvent(f"an event carries at most {limits.max_attributes} attributes")
-    if sum(len(k) + len(v) for k, v in fields.items()) > limits.max_bytes + 256:
+    if sum(map(len, fields)) + sum(map(len, fields.values())) > limits.max_bytes + 256:
         raise InvalidEvent(f"the event is larger than {limits.max_bytes} bytes")
     attributes: dict[str, str] = {}
     data = b""
     attempt, position = 1, entry_id
+    size = 0  # the message's, as check_size counts it (UTF-8 bytes)
     try:
         for key, value in fields.items():
-            if key.startswith(_ATTRIBUTE):
-                attributes[key[len(_ATTRIBUTE) :].decode()] = value.decode()
+            name = _NAMES.get(key)
+            if name is not None:
+                attributes[name] = value.decode()
+                size += len(key) - _ATTRIBUTE_LENGTH + len(value)
+            elif key.startswith(_ATTRIBUTE):
+                attributes[key[_ATTRIBUTE_LENGTH:].decode()] = value.decode()
+                size += len(key) - _ATTRIBUTE_LENGTH + len(value)
             elif key == b"data":
                 data = bytes(value)
             elif key == b"attempt":
@@ -299,7 +324,10 @@ def decode_entry(
     if attempt < 1 or not _ENTRY_ID.fullmatch(position):
         raise InvalidEvent("the entry's attempt or position is malformed")
     message = Message(attributes, data)
-    check_size(message, limits)
+    if len(attributes) > limits.max_attributes:
+        raise InvalidEvent(f"an event carries at most {limits.max_attributes} attributes")
+    if size + len(data) > limits.max_bytes:
+        raise InvalidEvent(f"the event is larger than {limits.max_bytes} bytes")
     return message, attempt, position
 
 
@@ -608,6 +636,13 @@ class _RedisSubscription:
     ``ack_wait``) and the retry scheduler. Each loops only while the
     subscription runs and sleeps on an event that ``stop`` sets, so none
     depends on its cancellation alone to end.
+
+    Acks are coalesced: :meth:`_RedisDelivery.ack` queues the entry and
+    returns; one sender sends everything queued as one ``XACK`` per stream
+    (with the ``XDEL`` of redo copies, in one ``MULTI``), one round trip at
+    a time, so the acks of one loop tick travel together. At most
+    ``max(concurrency, 64)`` acks wait: past that an ack waits for the
+    sender. ``stop`` sends what is queued before it leaves the group.
     """
 
     def __init__(
@@ -626,6 +661,9 @@ class _RedisSubscription:
         self.halted = asyncio.Event()
         self.workers: list[asyncio.Task[None]] = []
         self.chores: set[asyncio.Task[None]] = set()  # acks of other types, dead letters
+        self.acks: list[tuple[str, str]] = []  # (stream, entry id) acked, not sent yet
+        self.ack_limit = max(spec.concurrency, 64)
+        self._sender: asyncio.Task[None] | None = None
         self.stopped = False
         self._stopping: asyncio.Task[None] | None = None
         self._log = transport._log.bind(group=spec.group)
@@ -663,6 +701,61 @@ class _RedisSubscription:
     @property
     def free(self) -> int:
         return self.spec.concurrency - len(self.tasks)
+
+    # acks ----------------------------------------------------------------------
+
+    async def ack(self, stream: str, entry_id: str) -> None:
+        """Queue the ack of an entry; wait for the sender only when too many are queued."""
+        self.acks.append((stream, entry_id))
+        sender = self._sender
+        if sender is None:
+            sender = self._sender = asyncio.get_running_loop().create_task(self._send_acks())
+        if len(self.acks) > self.ack_limit:
+            await asyncio.shield(sender)
+
+    async def _send_acks(self) -> None:
+        """Send the queued acks, one round trip at a time, until none is left."""
+        try:
+            while self.acks:
+                batch, self.acks = self.acks, []
+                await self._send(batch)
+        finally:
+            self._sender = None
+
+    async def _send(self, batch: list[tuple[str, str]]) -> None:
+        client = self.transport._client
+        if client is None:  # stopped: the entries stay pending, reclaimed later
+            return
+        group = self.spec.group
+        main = [entry_id for stream, entry_id in batch if stream != self.redo]
+        copies = [entry_id for stream, entry_id in batch if stream == self.redo]
+        try:
+            if not copies:
+                await _within(
+                    client.xack(self.transport.stream, group, *main), self.transport.timeout
+                )
+            else:
+                pipe = client.pipeline(transaction=True)
+                if main:
+                    pipe.xack(self.transport.stream, group, *main)
+                pipe.xack(self.redo, group, *copies)
+                pipe.xdel(self.redo, *copies)
+                await _within(pipe.execute(), self.transport.timeout)
+        except _failures() as exc:
+            self._log.warning(
+                "ack failed: the events will be delivered again",
+                count=len(batch),
+                error=describe(exc),
+            )
+
+    async def _flush_acks(self) -> None:
+        """Send every queued ack now (``stop``), bounded by the transport's timeout."""
+        if self._sender is None and self.acks:
+            self._sender = asyncio.get_running_loop().create_task(self._send_acks())
+        if self._sender is not None:
+            left = await _settle([self._sender], self.transport.timeout * 2)
+            if left:
+                self._log.warning("acks not sent at stop: delivered again", count=len(self.acks))
 
     async def _backoff(self, failures: int, exc: BaseException) -> None:
         self._log.warning("redis read failed; retrying", error=describe(exc), failures=failures)
@@ -853,6 +946,7 @@ class _RedisSubscription:
             for task in left:
                 task.cancel()
             stuck |= await _settle(left, grace)
+            await self._flush_acks()
             if stuck:
                 self._log.warning("tasks ignored their cancellation at stop", count=len(stuck))
             await self._leave()
@@ -914,28 +1008,17 @@ class _RedisDelivery:
         return self._stream == self._subscription.redo
 
     async def ack(self) -> None:
-        """``XACK`` (and, for a copy in the redo stream, ``XDEL``).
+        """``XACK`` (and, for a copy in the redo stream, ``XDEL``), coalesced with others.
 
-        If Redis cannot be reached, the entry stays pending and is delivered again.
+        Queued and sent with the acks of other deliveries in one round trip;
+        this returns before Redis answered. If Redis cannot be reached (or
+        the transport stops first), the entry stays pending and is
+        delivered again.
         """
         if self._settled:
             return
         self._settled = True
-        client = self._subscription.transport._client
-        if client is None:
-            return
-        pipe = client.pipeline(transaction=True)
-        pipe.xack(self._stream, self._subscription.spec.group, self._entry_id)
-        if self._is_copy:
-            pipe.xdel(self._stream, self._entry_id)
-        try:
-            await _within(pipe.execute(), self._subscription.transport.timeout)
-        except _failures() as exc:
-            self._subscription._log.warning(
-                "ack failed: the event will be delivered again",
-                event_id=self._message.id,
-                error=describe(exc),
-            )
+        await self._subscription.ack(self._stream, self._entry_id)
 
     async def retry(self, delay: float) -> None:
         """Ack, and add a copy with the next attempt to the delay set, due in ``delay`` s.

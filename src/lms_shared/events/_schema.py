@@ -30,22 +30,32 @@ judges changes by exactly that rule.
 
 from __future__ import annotations
 
-import uuid
+import functools
+import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pydantic
 from pydantic_core import PydanticSerializationError
 
 from lms_shared.clock import Clock, SystemClock
-from lms_shared.events._attributes import ExtensionValue
+from lms_shared.events._attributes import (
+    ExtensionValue,
+    check_extension,
+    check_string,
+    check_timestamp,
+    check_uri,
+    check_uri_reference,
+)
 from lms_shared.events._envelope import (
     DEFAULT_LIMITS,
     NO_DATA,
     CloudEvent,
     EnvelopeLimits,
     is_json_content_type,
+    unchecked_event,
 )
 from lms_shared.events._errors import (
     InvalidEvent,
@@ -63,6 +73,17 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Lifts a payload of version N to version N + 1 (JSON-ready dicts)."""
 
 _MAX_ERRORS = 20
+_VARIANT = "89ab" * 4  # a random nibble's RFC 4122 variant digit: 10xx
+
+
+def _new_id() -> str:
+    """A random (version 4) UUID as text: ``str(uuid.uuid4())`` at less than half the cost.
+
+    The same 16 random bytes from ``os.urandom``, then the version and
+    variant bits set, without building a :class:`uuid.UUID` on the way.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:]}"
 
 
 class Event(LmsModel):
@@ -214,6 +235,66 @@ class EventRegistry:
                 with ``model_construct``) or cannot be serialised.
             InvalidEvent: an attribute or extension is invalid.
         """
+        _, event_type, version, data = self._data(event)
+        checked_id = check_string("id", id) if id else _new_id()
+        shared = _Shared(source, subject, dataschema, extensions)
+        return unchecked_event(
+            id=checked_id,
+            source=shared.source,
+            type=event_type,
+            datacontenttype="application/json",
+            dataschema=shared.dataschema,
+            subject=shared.subject,
+            time=check_timestamp("time", time or self.clock.now()),
+            extensions=shared.extensions(version),
+            data=data,
+        )
+
+    def encode_all(
+        self,
+        events: Iterable[Event],
+        *,
+        source: str,
+        subject: str | None = None,
+        dataschema: str | None = None,
+        extensions: Mapping[str, ExtensionValue] | None = None,
+    ) -> list[CloudEvent]:
+        """Many events as CloudEvents that share their attributes, each validated again.
+
+        What :meth:`encode` does for each (a random UUID ``id``, the clock's
+        ``time``), with the shared attributes checked once: the first event
+        that fails raises, and then none is returned.
+
+        Raises:
+            UnknownEventType, InvalidEventData, InvalidEvent: as :meth:`encode`.
+        """
+        shared: _Shared | None = None
+        out: list[CloudEvent] = []
+        for event in events:
+            _, event_type, version, data = self._data(event)
+            if shared is None:  # after the first event's own checks, as encode orders them
+                shared = _Shared(source, subject, dataschema, extensions)
+            out.append(
+                unchecked_event(
+                    id=_new_id(),
+                    source=shared.source,
+                    type=event_type,
+                    datacontenttype="application/json",
+                    dataschema=shared.dataschema,
+                    subject=shared.subject,
+                    time=check_timestamp("time", self.clock.now()),
+                    extensions=shared.extensions(version),
+                    data=data,
+                )
+            )
+        return out
+
+    def _data(self, event: Event) -> tuple[type[Event], str, int, dict[str, Any]]:
+        """The class, type, version and JSON data of a registered event, validated again.
+
+        The type is a registered class's ``schema_name``, a valid CloudEvents
+        ``type`` by the model's own rule (dotted lower-case words).
+        """
         cls = type(event)
         event_type = cls.schema_name or cls.__name__
         if self._models.get(event_type) is not cls:
@@ -230,20 +311,7 @@ class EventRegistry:
                 version=version,
             ) from None
         self._validate(cls, data, version)
-        extra = dict(extensions or {})
-        if "schemaversion" in extra:
-            raise InvalidEvent("schemaversion is set from the event class, not by the caller")
-        return CloudEvent(
-            id=id or str(uuid.uuid4()),
-            source=source,
-            type=event_type,
-            datacontenttype="application/json",
-            dataschema=dataschema,
-            subject=subject,
-            time=time or self.clock.now(),
-            extensions={**extra, "schemaversion": version},
-            data=data,
-        )
+        return cls, event_type, version, data
 
     def decode(self, cloud_event: CloudEvent) -> Event:
         """The typed event a CloudEvent carries, lifted to the current version.
@@ -260,25 +328,30 @@ class EventRegistry:
         model = self.model(cloud_event.type)
         version = cloud_event.schemaversion or 1
         payload = self._payload(cloud_event, version)
-        try:
-            current = self._schemas.upcast(cloud_event.type, version, payload)
-        except SchemaVersionError as exc:
-            raise UnsupportedEventVersion(
-                str(exc), type=cloud_event.type, version=version
-            ) from None
-        except Exception as exc:  # an upcaster is user code: any failure is bad data
-            raise InvalidEventData(
-                f"{cloud_event.type} v{version}: upcaster failed ({type(exc).__name__}: {exc})",
-                type=cloud_event.type,
-                version=version,
-            ) from None
-        if not isinstance(current, dict):
-            raise InvalidEventData(
-                f"{cloud_event.type} v{version}: an upcaster returned {type(current).__name__}",
-                type=cloud_event.type,
-                version=version,
-            )
+        if version == model.event_version():  # nothing to lift: no copy, no upcaster
+            current: Any = payload
+        else:
+            try:
+                current = self._schemas.upcast(cloud_event.type, version, payload)
+            except SchemaVersionError as exc:
+                raise UnsupportedEventVersion(
+                    str(exc), type=cloud_event.type, version=version
+                ) from None
+            except Exception as exc:  # an upcaster is user code: any failure is bad data
+                raise InvalidEventData(
+                    f"{cloud_event.type} v{version}: upcaster failed ({type(exc).__name__}: {exc})",
+                    type=cloud_event.type,
+                    version=version,
+                ) from None
+            if not isinstance(current, dict):
+                raise InvalidEventData(
+                    f"{cloud_event.type} v{version}: an upcaster returned {type(current).__name__}",
+                    type=cloud_event.type,
+                    version=version,
+                )
         known = _field_keys(model)
+        if known.issuperset(current):
+            return self._validate(model, current, version)
         return self._validate(model, {k: v for k, v in current.items() if k in known}, version)
 
     def json_schemas(self) -> dict[str, dict[str, Any]]:
@@ -329,7 +402,9 @@ class EventRegistry:
             ) from None
 
 
-def _field_keys(model: type[Event]) -> set[str]:
+@functools.cache
+def _field_keys(model: type[Event]) -> frozenset[str]:
+    """The top-level keys ``model`` reads (names and aliases), remembered per class."""
     keys = set()
     for name, field in model.model_fields.items():
         keys.add(name)
@@ -337,7 +412,44 @@ def _field_keys(model: type[Event]) -> set[str]:
             keys.add(field.alias)
         if isinstance(field.validation_alias, str):
             keys.add(field.validation_alias)
-    return keys
+    return frozenset(keys)
+
+
+class _Shared:
+    """The attributes the events of one encode share, checked once.
+
+    Raises:
+        InvalidEvent: ``schemaversion`` among the extensions, or an invalid
+            source, subject, data schema or extension.
+    """
+
+    __slots__ = ("_extensions", "_versions", "dataschema", "source", "subject")
+
+    def __init__(
+        self,
+        source: str,
+        subject: str | None,
+        dataschema: str | None,
+        extensions: Mapping[str, ExtensionValue] | None,
+    ) -> None:
+        extra = dict(extensions or {})
+        if "schemaversion" in extra:
+            raise InvalidEvent("schemaversion is set from the event class, not by the caller")
+        # in the order the CloudEvent constructor checks them
+        self.source = check_uri_reference("source", source)
+        self.dataschema = None if dataschema is None else check_uri("dataschema", dataschema)
+        self.subject = None if subject is None else check_string("subject", subject)
+        self._extensions = {name: check_extension(name, v) for name, v in extra.items()}
+        self._versions: dict[int, Mapping[str, ExtensionValue]] = {}
+
+    def extensions(self, version: int) -> Mapping[str, ExtensionValue]:
+        """The checked extensions with ``schemaversion``: one read-only mapping per version."""
+        found = self._versions.get(version)
+        if found is None:
+            checked = check_extension("schemaversion", version)
+            found = MappingProxyType({**self._extensions, "schemaversion": checked})
+            self._versions[version] = found
+        return found
 
 
 def compare_event_schemas(

@@ -25,8 +25,8 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,18 +57,42 @@ class TraceContext:
     tracestate: str | None = None
 
 
-_current: ContextVar[TraceContext | None] = ContextVar("lms_trace_context", default=None)
+class _Child:
+    """The child context of an event's, made when first asked for (most handlers never ask).
+
+    Every task that sees it gets the same one (the span id is made once).
+    """
+
+    __slots__ = ("_context", "_made", "traceparent", "tracestate")
+
+    def __init__(self, traceparent: str | None, tracestate: str | None) -> None:
+        self.traceparent = traceparent
+        self.tracestate = tracestate
+        self._made = False
+        self._context: TraceContext | None = None
+
+    def context(self) -> TraceContext | None:
+        if not self._made:
+            self._context = child_context(self.traceparent, self.tracestate)
+            self._made = True
+        return self._context
+
+
+_current: ContextVar[TraceContext | _Child | None] = ContextVar("lms_trace_context", default=None)
 
 
 def current_trace_context() -> TraceContext | None:
     """The trace context of the code running now, or ``None`` outside any trace.
 
     The hook the bus calls on every publish. It returns what
-    :func:`use_trace_context` set in this task (the bus sets it while a
-    handler runs without tracing), else the active OpenTelemetry span's
-    context (a request's, a producer's, a consumer's).
+    :func:`use_trace_context` set in this task (the bus sets a child of
+    the handled event's while a handler runs without tracing), else the
+    active OpenTelemetry span's context (a request's, a producer's, a
+    consumer's).
     """
     found = _current.get()
+    if isinstance(found, _Child):
+        found = found.context()
     if found is not None:
         return found
     context = trace.get_current_span().get_span_context()
@@ -157,7 +181,6 @@ def producer_span(tracing: Tracing | None, transport: str, types: Sequence[str])
         yield
 
 
-@contextmanager
 def consumer_span(
     tracing: Tracing | None,
     transport: str,
@@ -168,18 +191,60 @@ def consumer_span(
     attempt: int,
     traceparent: str | None,
     tracestate: str | None,
-) -> Iterator[trace.Span | None]:
+) -> AbstractContextManager[trace.Span | None]:
     """The context a handler runs in: a ``CONSUMER`` span, child of the event's producer.
 
     Without tracing, a plain child context of the event's (what the
-    handler publishes continues the trace); yields the span, or ``None``.
-    An exception leaving the block marks the span as failed and is re-raised.
+    handler publishes continues the trace; its span id is made when first
+    asked for) and no span: a context variable set and reset, nothing
+    more. Entering yields the span, or ``None``. An exception leaving the
+    block marks the span as failed and is re-raised.
     """
     tracing = tracing or current_tracing()
     if tracing is None:
-        with use_trace_context(child_context(traceparent, tracestate)):
-            yield None
-        return
+        return _Untraced(traceparent, tracestate)
+    return _consumer_span(
+        tracing,
+        transport,
+        event_type=event_type,
+        event_id=event_id,
+        group=group,
+        attempt=attempt,
+        traceparent=traceparent,
+        tracestate=tracestate,
+    )
+
+
+class _Untraced:
+    """:func:`consumer_span` without tracing: the event's child context, current in the block."""
+
+    __slots__ = ("_child", "_token")
+
+    def __init__(self, traceparent: str | None, tracestate: str | None) -> None:
+        self._child = _Child(traceparent, tracestate)
+        self._token: Token[TraceContext | _Child | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._child)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+
+@contextmanager
+def _consumer_span(
+    tracing: Tracing,
+    transport: str,
+    *,
+    event_type: str,
+    event_id: str,
+    group: str,
+    attempt: int,
+    traceparent: str | None,
+    tracestate: str | None,
+) -> Iterator[trace.Span]:
     carrier = {"traceparent": traceparent} if traceparent else {}
     if traceparent and tracestate:
         carrier["tracestate"] = tracestate

@@ -28,7 +28,7 @@ checks against the real broker):
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
@@ -44,12 +44,21 @@ __all__ = [
     "Subscription",
     "SubscriptionSpec",
     "Transport",
+    "unchecked_message",
 ]
 
 REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
 """The context attributes every CloudEvent (so every message) carries."""
 
 _NAME = re.compile(r"[a-z0-9]+")
+_COMMON_NAMES = frozenset(
+    {
+        *REQUIRED_ATTRIBUTES,
+        *("datacontenttype", "dataschema", "subject", "time", "traceparent", "tracestate"),
+        *("correlationid", "causationid", "tenant", "partitionkey", "schemaversion", "deadline"),
+    }
+)
+"""Names every message carries, lower-case ``a-z0-9`` by construction (a set look-up)."""
 _GROUP = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
@@ -76,11 +85,15 @@ class Message:
 
     def __post_init__(self) -> None:
         attributes = dict(self.attributes)
-        for name, value in attributes.items():
-            if not isinstance(name, str) or not _NAME.fullmatch(name):
-                raise InvalidEvent(f"attribute name {name!r} is not lower-case a-z0-9")
-            if not isinstance(value, str):
-                raise InvalidEvent(f"attribute {name!r} is not a string")
+        # the usual names and only strings (two checks at C speed), else one by one
+        if not (_COMMON_NAMES.issuperset(attributes) and _all_strings(attributes.values())):
+            for name, value in attributes.items():
+                if name not in _COMMON_NAMES and (
+                    not isinstance(name, str) or not _NAME.fullmatch(name)
+                ):
+                    raise InvalidEvent(f"attribute name {name!r} is not lower-case a-z0-9")
+                if not isinstance(value, str):
+                    raise InvalidEvent(f"attribute {name!r} is not a string")
         for name in REQUIRED_ATTRIBUTES:
             if not attributes.get(name):
                 raise InvalidEvent(f"required attribute {name!r} is missing or empty")
@@ -102,6 +115,29 @@ class Message:
     def key(self) -> str | None:
         """The ``partitionkey`` extension: events with one key belong together."""
         return self.attributes.get("partitionkey")
+
+
+def _all_strings(values: Iterable[object]) -> bool:
+    """Whether every value is a ``str`` (``str.join`` refuses anything else)."""
+    try:
+        "".join(values)  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    return True
+
+
+def unchecked_message(attributes: dict[str, str], data: bytes) -> Message:
+    """A :class:`Message` of a valid CloudEvent's attributes, built without checking them again.
+
+    For this package's writers only: ``attributes`` are the canonical
+    strings of an event that passed every check (so the names are
+    lower-case ``a-z0-9`` and the required ones are there), in a dict that
+    nothing else keeps (it is wrapped, not copied).
+    """
+    message = object.__new__(Message)
+    object.__setattr__(message, "attributes", MappingProxyType(attributes))
+    object.__setattr__(message, "data", data)
+    return message
 
 
 @runtime_checkable
@@ -128,7 +164,13 @@ class Delivery(Protocol):
         ...
 
     async def ack(self) -> None:
-        """The message is handled: never deliver it to this group again."""
+        """The message is handled: never deliver it to this group again.
+
+        A transport may send the ack after this returns (coalesced with
+        others, or without waiting for the broker's answer), but before its
+        subscription's ``stop`` returns; an ack the broker never gets only
+        means a redelivery.
+        """
         ...
 
     async def retry(self, delay: float) -> None:
