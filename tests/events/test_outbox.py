@@ -296,3 +296,31 @@ async def test_a_held_relay_connection_survives_a_failed_publish_and_goes_back_c
             assert settings == ["on"] * size
     finally:
         await broker.stop()
+
+
+async def test_the_outbox_can_be_given_to_the_constructor(sql_db: Database) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = EventBus(
+        transport,
+        source="/courses",
+        group="courses",
+        clock=clock,
+        relay_sweep=HOUR,
+        outbox=SqlOutbox(sql_db, clock=clock),
+    )
+    bus.publishes(CoursePublished)
+    assert bus.outbox is not None
+    assert bus.relay is not None
+    await bus.start()
+    try:
+        async with sql_db.transaction() as tx:
+            sent = await bus.publish(course("Go"), outbox=tx)
+        for _ in range(500):
+            if transport.published:
+                break
+            await asyncio.sleep(0.01)
+        [message] = transport.published
+        assert message.attributes["id"] == sent.id
+    finally:
+        await bus.stop()

@@ -261,14 +261,14 @@ class EventBus:
         self.tracing = tracing
         self.outbox: OutboxStore | None = None
         self.relay: OutboxRelay | None = None
-        if outbox is not None:
-            self.use_outbox(outbox)
         self._published: dict[str, type[Event]] = {}
         self._consumed: dict[str, type[Event]] = {}
         self._groups: dict[str, _Group] = {}
         self._observers: list[Callable[[Outcome], None]] = []
         self._started = False
         self._log = get_logger("lms.events", source=source)
+        if outbox is not None:  # last: it reads the state above
+            self.use_outbox(outbox)
 
     @classmethod
     def from_settings(

@@ -466,7 +466,9 @@ class NatsTransport:
             return
         status = msg.headers.get(_STATUS) if msg.headers else None
         if status is not None:
-            reason = "no stream takes the subject" if status == "503" else f"status {status}"
+            reason = f"status {status}"
+            if status == "503":  # also every publish while a cluster elects the stream's leader
+                reason = "no responders: no stream takes the subject, or it has no leader yet"
             pending.done.set_exception(PublishFailed(f"JetStream refused the publish: {reason}"))
             return
         data = msg.data
