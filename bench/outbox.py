@@ -45,12 +45,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bench._load import loop_factory
 from bench._report import Comparison, parser, save
+from bench.brokers import NATS_URL, drop_stream
 from lms_shared.db import Database, DatabaseConfig
 from lms_shared.events import Event, EventBus, Message, Transport
 from lms_shared.events.sql import SqlOutbox, create_event_tables
 from lms_shared.testing import DEFAULT_POSTGRES_URL, postgres_unreachable
 
-NATS_URL = "nats://127.0.0.1:4222"
 TARGET_MS = 2.0  # the outbox adds at most this much to the p99
 NAMES = {"direct": "publish to NATS", "outbox": "outbox on PostgreSQL"}
 PAD = "x" * 200
@@ -142,18 +142,6 @@ async def _outbox(
     return latencies, transactions
 
 
-async def _drop_stream(stream: str) -> None:
-    import nats  # noqa: PLC0415
-
-    client = await nats.connect(NATS_URL)
-    try:
-        await client.jetstream().delete_stream(stream)
-    except Exception:
-        pass
-    finally:
-        await client.close()
-
-
 async def measure(url: str, rounds: int, seconds: float, rate: float) -> list[Comparison]:
     """Three tables (p50, p95, p99 per round), the outbox against direct publishing."""
     from lms_shared.events._nats import NatsTransport  # noqa: PLC0415 - the nats extra
@@ -217,7 +205,7 @@ async def measure(url: str, rounds: int, seconds: float, rate: float) -> list[Co
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await admin.dispose()
-        await _drop_stream(f"{namespace}-events")
+        await drop_stream(f"{namespace}-events")
     adds = statistics.median(added)
     verdict = "[green]met[/green]" if adds <= TARGET_MS else "[red]MISSED[/red]"
     p99 = tables["p99"]

@@ -7,9 +7,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+import pytest
 
 from lms_shared.testing import server_missing
 
@@ -101,3 +104,14 @@ def start_cluster(root: Path, size: int = 3) -> list[NatsNode]:
             node.kill()
         raise
     return nodes
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[NatsNode]]:
+    """A three-server JetStream cluster on loopback, killed afterwards."""
+    nodes = start_cluster(tmp_path / "cluster")
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()

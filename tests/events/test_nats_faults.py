@@ -14,7 +14,6 @@ Every wait is bounded; the servers are stopped by their process ids.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,22 +27,14 @@ from lms_shared.events import (
 )
 from lms_shared.events._nats import NatsTransport
 
-from ._nats_servers import NatsNode, free_port, nats_server_binary, start_cluster
+from ._nats_servers import NatsNode, cluster, free_port, nats_server_binary
 from .conformance._support import eventually, message
+
+__all__ = ["cluster"]  # a fixture, used by name
 
 pytestmark = pytest.mark.slow
 
 A = "lms.test.alpha"
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[NatsNode]]:
-    nodes = start_cluster(tmp_path / "cluster")
-    try:
-        yield nodes
-    finally:
-        for node in nodes:
-            node.kill()
 
 
 async def start_when_ready(transport: NatsTransport, *, timeout: float = 30.0) -> None:

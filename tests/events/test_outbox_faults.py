@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +53,10 @@ from lms_shared.events.sql import (
 )
 
 from ._bus_models import CoursePublished
-from ._nats_servers import NatsNode, nats_server_binary, start_cluster
-from .test_redis_faults import PrivateRedis, redis_binary
+from ._nats_servers import NatsNode, cluster, nats_server_binary
+from ._redis_servers import PrivateRedis, redis_binary
+
+__all__ = ["cluster"]  # a fixture, used by name
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -258,16 +260,6 @@ def report(name: str, progress: Progress, started: float) -> None:
         f"relay failures in a row, at most: {progress.most_relay_failures}; "
         f"timeline (s) {progress.timeline}"
     )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[list[NatsNode]]:
-    nodes = start_cluster(tmp_path / "cluster")
-    try:
-        yield nodes
-    finally:
-        for node in nodes:
-            node.kill()
 
 
 async def test_killing_the_stream_leader_mid_run_loses_no_event_of_the_outbox(
