@@ -97,7 +97,7 @@ EXPORTS: dict[str, list[str]] = {
         "DatabaseUnavailable", "InvalidFilter", "InvalidSort", "ListQuery", "MigrationError",
         "Migrations", "Model", "NAMING_CONVENTION", "OPERATORS", "PROBLEMS", "PoolStats",
         "QuerySpec", "RevisionInfo", "SoftDeleteMixin", "SortKey", "SqlIdempotencyStore",
-        "TenantMixin", "TenantScopeError", "TimestampMixin", "TransactionConflict",
+        "StaleRead", "TenantMixin", "TenantScopeError", "TimestampMixin", "TransactionConflict",
         "UtcDateTime", "current_tenant", "idempotency_table", "model_metadata",
         "parse_database_url", "tenant_context", "upsert", "versioned_update",
     ],

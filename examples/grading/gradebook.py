@@ -123,9 +123,7 @@ class Gradebooks:
 
     async def open(self, enrollment_id: UUID, course_id: UUID, student_id: UUID) -> None:
         """Open the enrollment's gradebook (nothing when it is open already)."""
-        book = await self.books.get(str(enrollment_id))
-        book.open(course_id, student_id)
-        await self.books.save(book)
+        await self.books.update(str(enrollment_id), lambda book: book.open(course_id, student_id))
 
     async def record(
         self,
@@ -140,13 +138,19 @@ class Gradebooks:
     ) -> None:
         """Record a grade in ``tx``, the grade's own transaction (opening the book if needed).
 
+        When the book changed meanwhile (the ``EnrollmentCreated`` consumer
+        opened it between our read and our append), the conflict rolls the
+        grade's unit back and its ``db.run`` grades again on the new book.
+
         Raises:
-            StreamVersionConflict: the gradebook changed meanwhile (409).
+            StreamVersionConflict: the gradebook kept changing (409).
         """
-        book = await self.books.get(str(enrollment_id))
-        book.open(course_id, student_id)
-        book.record(submission_id, assignment, percent)
-        await self.books.save(book, tx=tx)
+
+        def grade(book: Gradebook) -> None:
+            book.open(course_id, student_id)
+            book.record(submission_id, assignment, percent)
+
+        await self.books.update(str(enrollment_id), grade, tx=tx)
 
     async def view(self, enrollment_id: UUID) -> GradebookView | None:
         """The enrollment's gradebook, or ``None`` when it was never opened."""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tests.db.conftest import Live
 from tests.db.db_models import Course, Item
 
-from lms_shared.db import ConstraintViolation, Database, TransactionConflict
+from lms_shared.db import ConstraintViolation, Database, StaleRead, TransactionConflict
 from lms_shared.testing import ManualClock
 
 
@@ -166,6 +166,49 @@ async def test_a_conflict_is_retried_until_it_succeeds(live: Live, clock: Manual
     assert calls == 3
     async with db.transaction(read_only=True) as tx:
         assert list(await tx.scalars(select(Item.name))) == ["try 3"]
+
+
+class _StreamMoved(StaleRead):
+    """A StaleRead of the caller's own, with its own problem code."""
+
+
+async def test_a_stale_read_reruns_the_unit_and_the_last_one_surfaces_as_it_is(
+    live: Live, clock: ManualClock
+) -> None:
+    db = live(retry_attempts=3, retry_backoff=0.1)
+    calls = 0
+
+    async def stale_twice(tx: AsyncSession) -> str:
+        nonlocal calls
+        calls += 1
+        tx.add(Item(id=calls, name=f"try {calls}"))
+        await tx.flush()
+        if calls < 3:
+            raise _StreamMoved(f"read version {calls}, now {calls + 1}")
+        return "done"
+
+    assert await db.run(stale_twice) == "done"
+    assert calls == 3
+    assert len(clock.slept) == 2
+    async with db.transaction(read_only=True) as tx:
+        assert list(await tx.scalars(select(Item.name))) == ["try 3"]
+
+    async def always_stale(tx: AsyncSession) -> None:
+        nonlocal calls
+        calls += 1
+        raise _StreamMoved("someone else keeps writing")
+
+    calls = 0
+    with pytest.raises(_StreamMoved, match="keeps writing") as caught:
+        await db.run(always_stale)
+    assert calls == 3
+    assert caught.value.status == 409
+    assert await count(db) == 1  # only the successful attempt above was kept
+    calls = 0
+    with pytest.raises(_StreamMoved):  # a plain transaction() is one attempt
+        async with db.transaction() as tx:
+            await always_stale(tx)
+    assert calls == 1
 
 
 async def test_a_non_retryable_error_is_not_retried(live: Live) -> None:

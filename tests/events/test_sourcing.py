@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from typing import Any, ClassVar
 
@@ -302,3 +303,120 @@ async def test_stream_ids_and_versions_are_bounded(store: EventStore) -> None:
         await store.append("s", event, expected_version=-1)
     assert await store.append("s", [], expected_version=0) == 0
     assert await store.version("s") == 0
+
+
+# SQLite writers hold the database's write lock from BEGIN, so no other writer
+# can append between a unit's read and its save: the race is PostgreSQL's
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+
+
+class RacedBooks(AggregateRepository[Gradebook]):
+    """Loads a book, then lets another writer append before the caller saves (once)."""
+
+    raced = False
+
+    async def get(self, id: str) -> Gradebook:
+        found = await super().get(id)
+        if not self.raced:
+            self.raced = True
+            other = AggregateRepository(self.store, Gradebook, snapshot_every=None)
+            # its own unit of work on its own connection, as another request's would be
+            await asyncio.create_task(
+                other.update(id, lambda book: book.grade("quiz", 7, 10)),
+                context=contextvars.Context(),
+            )
+        return found
+
+
+@POSTGRES_ONLY
+async def test_update_loads_again_and_reruns_the_command_when_a_writer_won(
+    store: EventStore,
+) -> None:
+    plain = AggregateRepository(store, Gradebook, snapshot_every=None)
+    await plain.update("e5", lambda book: book.open(uuid.uuid4()))
+    books = RacedBooks(store, Gradebook, snapshot_every=None)
+    runs: list[int] = []
+
+    def grade(book: Gradebook) -> None:
+        runs.append(book.version)
+        book.grade("lab 1", 9, 10)
+
+    saved = await books.update("e5", grade)
+    assert runs == [1, 2]  # the first run read version 1; the quiz made it 2
+    assert saved.version == 3
+    assert saved.pending == ()
+    again = await plain.get("e5")
+    assert again.state.grades == {"quiz": 70.0, "lab 1": 90.0}
+    with pytest.raises(Conflict, match="already open"):  # the domain's own error passes
+        await plain.update("e5", lambda book: book.open(uuid.uuid4()))
+    assert (await plain.get("e5")).version == 3
+
+
+@POSTGRES_ONLY
+async def test_update_in_a_callers_unit_reruns_with_that_unit(store: EventStore) -> None:
+    plain = AggregateRepository(store, Gradebook, snapshot_every=None)
+    await plain.update("e6", lambda book: book.open(uuid.uuid4()))
+    books = RacedBooks(store, Gradebook, snapshot_every=None)
+    units = 0
+
+    async def grade_with_more(tx: AsyncSession) -> int:
+        nonlocal units
+        units += 1
+        await tx.execute(insert(Averages.table).values(assignment=f"u{units}", count=1, total=1))
+        found = await books.update("e6", lambda book: book.grade("lab 2", 5, 10), tx=tx)
+        return found.version
+
+    async with store.database.engine.begin() as conn:
+        await conn.run_sync(lambda sync: Averages.table.create(sync, checkfirst=True))
+    assert await store.database.run(grade_with_more) == 3
+    assert units == 2  # the whole unit ran again, not only the append
+    assert await Averages().rows(store.database) == {"u2": (1, 1)}  # the first was rolled back
+    assert (await plain.get("e6")).state.grades == {"quiz": 70.0, "lab 2": 50.0}
+
+
+async def test_concurrent_updates_of_one_aggregate_all_land(store: EventStore) -> None:
+    books = AggregateRepository(store, Gradebook, snapshot_every=2)
+    await books.update("e7", lambda book: book.open(uuid.uuid4()))
+    await asyncio.gather(
+        *(
+            books.update("e7", lambda book, n=n: book.grade(f"lab {n}", n, 10), attempts=12)
+            for n in range(6)
+        )
+    )
+    book = await books.get("e7")
+    assert book.version == 7
+    assert book.state.grades == {f"lab {n}": 10.0 * n for n in range(6)}
+    snapshot = await store.snapshot("gradebook-e7")
+    assert snapshot is not None
+    assert snapshot[0] == 6
+
+
+async def test_concurrent_runners_apply_each_event_once(store: EventStore) -> None:
+    async with store.database.engine.begin() as conn:
+        await conn.run_sync(lambda sync: Averages.table.create(sync, checkfirst=True))
+    books = AggregateRepository(store, Gradebook, snapshot_every=None)
+    for n in range(5):
+        await books.update(f"r{n}", lambda book: book.open(uuid.uuid4()))
+        await books.update(f"r{n}", lambda book, n=n: book.grade("lab", n, 10))
+    runners = [ProjectionRunner(store, Averages(), batch=2) for _ in range(3)]
+    taken = await asyncio.gather(*(runner.catch_up() for runner in runners))
+    assert sum(taken) == 5  # whichever runner took a batch, each event once
+    assert await Averages().rows(store.database) == {"lab": (5, 10)}
+    assert {await runner.position() for runner in runners} == {
+        (await store.read_all())[-1].position
+    }
+
+
+async def test_an_older_snapshot_never_replaces_a_newer_one(store: EventStore) -> None:
+    newer, older = GradebookState(open=True, grades={"b": 2.0}), GradebookState(open=True)
+    await asyncio.gather(
+        store.save_snapshot("gradebook-s", 40, newer),
+        store.save_snapshot("gradebook-s", 20, older),
+    )
+    await store.save_snapshot("gradebook-s", 20, older)
+    found = await store.snapshot("gradebook-s")
+    assert found is not None
+    assert found[0] == 40
+    assert found[1]["grades"] == {"b": 2.0}

@@ -30,6 +30,7 @@ from lms_shared.db._errors import (
     InvalidFilter,
     InvalidSort,
     MigrationError,
+    StaleRead,
     TenantScopeError,
     TransactionConflict,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "SoftDeleteMixin",
     "SortKey",
     "SqlIdempotencyStore",
+    "StaleRead",
     "TenantMixin",
     "TenantScopeError",
     "TimestampMixin",

@@ -13,6 +13,7 @@ part of the exception tree::
         ├── TenantScopeError          403: no tenant, or a write into another tenant
         ├── Conflict
         │   ├── TransactionConflict   409: serialization failure/deadlock, retries spent
+        │   ├── StaleRead             409: a concurrent unit changed what this one read
         │   └── ConstraintViolation   409: a unique/foreign-key/check constraint
         └── ServiceUnavailable
             ├── DatabaseUnavailable   503: cannot reach the database (names the host)
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidFilter",
     "InvalidSort",
     "MigrationError",
+    "StaleRead",
     "TenantScopeError",
     "TransactionConflict",
 ]
@@ -116,6 +118,19 @@ class TransactionConflict(Conflict):
         self.attempts = attempts
         self.sqlstate = sqlstate
         super().__init__(detail)
+
+
+class StaleRead(Conflict):
+    """409: a concurrent unit of work changed what this one read; nothing was written.
+
+    The optimistic-concurrency failure of our own code (an event stream not
+    at the expected version, a checkpoint another runner moved): unlike a
+    client's stale ``If-Match``, the unit of work read the state itself, so
+    running it again reads the new state. :meth:`Database.run
+    <lms_shared.db.Database.run>` re-runs a unit that raises one, like a
+    serialization failure, and raises the last one when the attempts are
+    spent. Subclasses give the problem its own code.
+    """
 
 
 class ConstraintViolation(Conflict):

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from lms_shared.clock import Clock
 from lms_shared.db._config import DatabaseConfig
-from lms_shared.db._errors import DatabaseBusy, DatabaseUnavailable
+from lms_shared.db._errors import DatabaseBusy, DatabaseUnavailable, StaleRead
 from lms_shared.db._errors import TransactionConflict as _Conflict
 from lms_shared.db._retry import Phase, backoff_delay, translate
 from lms_shared.db._scoping import ALL_TENANTS_KEY, CLOCK_KEY, TENANT_KEY, current_tenant
@@ -179,8 +179,10 @@ class UnitsOfWork:
     ) -> T:
         """Run ``work(tx)`` in a unit of work, re-running it when that is safe.
 
-        A serialization failure or deadlock re-runs the whole function, up
-        to ``attempts`` times (``LMS_DATABASE_RETRY_ATTEMPTS``); a lost
+        A serialization failure, a deadlock or a :class:`StaleRead` the
+        work raised (an event stream moved since it was read) re-runs the
+        whole function, up to ``attempts`` times
+        (``LMS_DATABASE_RETRY_ATTEMPTS``); a lost
         connection (server restarting, replica down) re-runs it up to
         ``LMS_DATABASE_CONNECT_RETRIES`` times, read-only work then going to
         the primary. Backoff sleeps on the injected clock. Inside another
@@ -197,6 +199,7 @@ class UnitsOfWork:
 
         Raises:
             TransactionConflict: still conflicting after the last attempt.
+            StaleRead: the work's own, still stale after the last attempt.
             DatabaseUnavailable: still unreachable after the last attempt,
                 or lost while committing (``outcome_unknown``, never retried).
         """
@@ -227,6 +230,12 @@ class UnitsOfWork:
                     ) from exc
                 delay = backoff_delay(conflicts, self.config.retry_backoff, 2.0)
                 self.log.info("retrying after a conflict", sqlstate=exc.sqlstate, delay=delay)
+            except StaleRead as exc:
+                conflicts += 1
+                if conflicts >= limit:
+                    raise
+                delay = backoff_delay(conflicts, self.config.retry_backoff, 2.0)
+                self.log.info("retrying after a stale read", error=exc.detail, delay=delay)
             except DatabaseUnavailable as exc:
                 if exc.outcome_unknown:
                     raise

@@ -19,11 +19,16 @@ An aggregate's state is the fold of its events; nothing else is stored::
     book = await books.get(enrollment_id)                  # snapshot + the events after it
     book.record(grade)
     await books.save(book)                                 # append with the expected version
+    # or all three, re-run when a concurrent writer appended first:
+    await books.update(enrollment_id, lambda book: book.record(grade))
 
 * :class:`EventStore` appends a stream's events with an **expected
   version**: a writer that read an older version gets a typed
   :class:`StreamVersionConflict` (409 ``stream-version-conflict``) and
-  nothing is written. Events are kept as CloudEvents (JSON), so reading
+  nothing is written; it is a :class:`~lms_shared.db.StaleRead`, so
+  :meth:`Database.run <lms_shared.db.Database.run>` and
+  :meth:`AggregateRepository.update` load again and re-run the command.
+  Events are kept as CloudEvents (JSON), so reading
   them goes through the :class:`~lms_shared.events.EventRegistry`:
   validated, and older schema versions lifted by its upcasters.
 * Every event also gets a global **position**; on PostgreSQL appends take a
@@ -74,8 +79,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lms_shared.clock import Clock, SystemClock
-from lms_shared.db import ConstraintViolation, Database, UtcDateTime
-from lms_shared.errors import Conflict, ErrorCode
+from lms_shared.db import ConstraintViolation, Database, StaleRead, UtcDateTime
+from lms_shared.errors import ErrorCode
 from lms_shared.events._bus import EventBus
 from lms_shared.events._json import from_json, to_json
 from lms_shared.events._schema import Event, EventRegistry
@@ -106,6 +111,7 @@ STREAM_VERSION_CONFLICT = ErrorCode(
 )
 _POSITION = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid
 _LOCK_KEY = 0x6C6D7365  # "lmse": the advisory lock that orders appends on PostgreSQL
+_RUNNER_LOCK_KEY = 0x6C6D7370  # "lmsp", with the projection's name: one runner at a time
 _MAX_STREAM = 200
 
 S = TypeVar("S", bound=BaseModel)
@@ -113,8 +119,12 @@ A = TypeVar("A", bound="Aggregate[Any]")
 E = TypeVar("E", bound=Event)
 
 
-class StreamVersionConflict(Conflict):
+class StreamVersionConflict(StaleRead):
     """409: the stream is not at the version the writer expected; nothing was written.
+
+    A :class:`~lms_shared.db.StaleRead`: :meth:`Database.run
+    <lms_shared.db.Database.run>` (and so :meth:`AggregateRepository.update`)
+    loads the aggregate again and re-runs the command.
 
     Attributes:
         stream: the stream's id.
@@ -410,17 +420,23 @@ class EventStore:
     async def save_snapshot(self, stream: str, version: int, state: BaseModel) -> None:
         """Keep ``state`` as the stream's state at ``version`` (the newest one wins)."""
         document = state.model_dump_json()
+        table = self.snapshots
+        values = {"version": version, "state": document, "taken_at": self.clock.now()}
         async with self.database.transaction() as session:
-            current = await session.scalar(
-                select(self.snapshots.c.version).where(self.snapshots.c.stream == stream)
-            )
-            values = {"version": version, "state": document, "taken_at": self.clock.now()}
+            current = await session.scalar(select(table.c.version).where(table.c.stream == stream))
             if current is None:
-                await session.execute(insert(self.snapshots).values(stream=stream, **values))
-            elif current < version:
-                await session.execute(
-                    update(self.snapshots).where(self.snapshots.c.stream == stream).values(values)
-                )
+                try:  # in a savepoint: a concurrent first snapshot is no error
+                    async with self.database.transaction() as nested:
+                        await nested.execute(insert(table).values(stream=stream, **values))
+                    return
+                except ConstraintViolation:
+                    pass
+            # conditional, so a slower writer of an older snapshot never wins
+            await session.execute(
+                update(table)
+                .where(table.c.stream == stream, table.c.version < version)
+                .values(values)
+            )
 
     async def snapshot(self, stream: str) -> tuple[int, dict[str, Any]] | None:
         """``(version, state as JSON data)`` of the stream's newest snapshot, if any."""
@@ -477,6 +493,45 @@ class AggregateRepository(Generic[A]):
         for recorded in await self.store.read(found.stream, after_version=found.version):
             found.apply(recorded.event)
         return found
+
+    async def update(
+        self,
+        id: str,
+        command: Callable[[A], None],
+        *,
+        tx: AsyncSession | None = None,
+        attempts: int | None = None,
+    ) -> A:
+        """Load the aggregate, run ``command`` on it and save it, in one unit of work.
+
+        A concurrent writer that appended first makes the save a
+        :class:`StreamVersionConflict`: the unit runs again (load, command,
+        save), up to ``attempts`` times (``LMS_DATABASE_RETRY_ATTEMPTS``).
+        With ``tx`` it joins that unit of work, whose own :meth:`Database.run
+        <lms_shared.db.Database.run>` re-runs it. ``command`` must only
+        record events (it may run more than once); what it raises (a
+        :class:`~lms_shared.errors.Conflict` of the domain) passes through.
+
+        Returns:
+            The saved aggregate.
+
+        Raises:
+            StreamVersionConflict: still conflicting after the last attempt.
+        """
+
+        async def unit(session: AsyncSession) -> A:
+            found = await self.get(id)
+            command(found)
+            await self.save(found, tx=session)
+            return found
+
+        database = self.store.database
+        if tx is not None:
+            async with database.transaction() as session:
+                if session is not tx:
+                    raise ValueError("tx must be a unit of work of the store's database")
+                return await unit(session)
+        return await database.run(unit, attempts=attempts)
 
     async def save(self, aggregate: A, *, tx: AsyncSession | None = None) -> int:
         """Append the aggregate's pending events; its new version.
@@ -570,18 +625,36 @@ class ProjectionRunner:
         """Apply every event after the checkpoint; how many the projection took."""
         taken = 0
         while True:
-            async with self.store.database.transaction() as session:
-                start = await self._checkpoint(session)
-                events = await self.store.read_all(
-                    after_position=start, limit=self.batch, session=session
-                )
-                if not events:
-                    return taken
-                for recorded in events:
-                    taken += await self.projection.handle(recorded, session)
-                await self._advance(session, start, events[-1].position)
-            if len(events) < self.batch:
+            applied, read = await self.store.database.run(self._batch)
+            taken += applied
+            if read < self.batch:
                 return taken
+
+    async def _batch(self, session: AsyncSession) -> tuple[int, int]:
+        """One batch and its checkpoint: (events the projection took, events read).
+
+        Runners of one projection take turns: on PostgreSQL a transaction
+        advisory lock on the projection's name, on SQLite the write lock
+        every writer holds, so the projection's own writes never race. Should
+        the checkpoint still have moved (a runner without the lock), the
+        batch rolls back (:class:`StreamVersionConflict`) and
+        :meth:`Database.run <lms_shared.db.Database.run>` runs it again from
+        the new checkpoint.
+        """
+        if (await session.connection()).dialect.name == "postgresql":
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:key, hashtext(:name))"),
+                {"key": _RUNNER_LOCK_KEY, "name": self.projection.name},
+            )
+        start = await self._checkpoint(session)
+        events = await self.store.read_all(after_position=start, limit=self.batch, session=session)
+        if not events:
+            return 0, 0
+        applied = 0
+        for recorded in events:
+            applied += await self.projection.handle(recorded, session)
+        await self._advance(session, start, events[-1].position)
+        return applied, len(events)
 
     async def _advance(self, session: AsyncSession, start: int, end: int) -> None:
         table = self.store.checkpoints
@@ -591,7 +664,11 @@ class ProjectionRunner:
                 select(func.count()).select_from(table).where(table.c.projection == name)
             )
             if not exists:
-                await session.execute(insert(table).values(projection=name, position=end))
+                try:  # in a savepoint: a runner that inserted first is a conflict, not a 500
+                    async with self.store.database.transaction() as nested:
+                        await nested.execute(insert(table).values(projection=name, position=end))
+                except ConstraintViolation:
+                    raise StreamVersionConflict(f"projection:{name}", start, None) from None
                 return
         moved = await session.execute(
             update(table)
