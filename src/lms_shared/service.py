@@ -44,7 +44,7 @@ from lms_shared.http.hosts import (
     base_url_from_settings,
 )
 from lms_shared.http.methods import MethodsMiddleware
-from lms_shared.http.metrics import MetricsMiddleware, install_metrics, readiness_of
+from lms_shared.http.metrics import RequestRecorder, install_metrics, readiness_of
 from lms_shared.http.openapi import install_openapi
 from lms_shared.http.paging import install_paging
 from lms_shared.http.problems import ProblemRenderer, install_problem_handlers
@@ -292,9 +292,9 @@ class Service:
         proxies = TrustedProxies.from_settings(settings)
         cors = CorsPolicy.from_settings(settings)
         # added innermost first; outermost to innermost the stack is: forwarded
-        # (behind LMS_TRUSTED_PROXIES), request (and the server span), methods (HEAD,
-        # Allow), security headers, metrics, hosts, CORS, deadline, rate limit, body
-        # limit, timeout
+        # (behind LMS_TRUSTED_PROXIES), request (the server span, the access line and
+        # the request metrics), methods (HEAD, Allow), security headers, hosts, CORS,
+        # deadline, rate limit, body limit, timeout
         self.app.add_middleware(
             TimeoutMiddleware, seconds=settings.request_timeout, renderer=self.problems
         )
@@ -330,8 +330,9 @@ class Service:
             )
         # HEAD as GET, and a complete Allow on 405s (RFC 9110 §9.3.2, §15.5.6)
         self.app.add_middleware(MethodsMiddleware, routes=self.app.router.routes)
-        if self.metrics.config.enabled:  # inside the request id and trace: slow lines carry them
-            self.app.add_middleware(MetricsMiddleware, metrics=self.metrics, trace_id=None)
+        # metrics are recorded by the request middleware, inside the request id and
+        # trace (slow lines carry them)
+        record = RequestRecorder(self.metrics) if self.metrics.config.enabled else None
         self.app.add_middleware(
             RequestMiddleware,
             service=self.name,
@@ -340,6 +341,7 @@ class Service:
             state=self.state,
             extra_headers=self.deprecations.headers_for_route,
             tracing=self.tracing,  # the SERVER span: around the access line and all inside
+            record=record,
         )
         if proxies:  # the one place forwarding headers are believed (outermost)
             self.app.add_middleware(ForwardedMiddleware, proxies=proxies)

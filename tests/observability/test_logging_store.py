@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,39 @@ def test_the_store_keeps_the_newest_lines_and_bounds_each_line(tmp_path: Path) -
     [found] = store.search(limit=1)
     assert found.fields["truncated"] > MAX_LINE_BYTES
     assert found.fields["event"] == "line 99"
+
+
+def test_one_batch_larger_than_the_bound_keeps_only_its_newest_lines(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.sqlite3", max_lines=10)
+    store.add([entry(n) for n in range(15)])
+    assert store.count() == 10
+    found = store.search(limit=100)
+    assert [f.fields["n"] for f in found] == list(range(5, 15))
+    assert [f.id for f in found] == list(range(6, 16))  # positions: later lines, larger ids
+    store.add([entry(n, service="grading") for n in range(15, 18)])
+    assert [f.fields["n"] for f in store.search(limit=100)] == list(range(8, 18))
+    assert store.services() == ["courses", "grading"]
+
+
+def test_lines_of_several_services_in_one_write_are_found_by_service(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.sqlite3")
+    store.add([entry(n, service=("courses", "grading")[n % 2]) for n in range(6)])
+    grading = store.search(services=["grading"])
+    assert [(f.service, f.fields["n"]) for f in grading] == [("grading", n) for n in (1, 3, 5)]
+    assert [f.fields["n"] for f in store.search(services=["courses"], limit=2)] == [2, 4]
+    assert store.count() == 6
+
+
+def test_a_file_of_the_row_per_line_layout_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "logs.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE logs (id INTEGER PRIMARY KEY, line TEXT)")
+        old.execute("INSERT INTO logs (line) VALUES ('{}')")
+    store = LogStore(path)
+    store.add([entry(1, trace_id=TRACE)])
+    assert [f.fields["n"] for f in store.search(trace_id=TRACE)] == [1]
+    tables = {row[0] for row in store._connect().execute("SELECT name FROM sqlite_master")}
+    assert "logs" not in tables
 
 
 def test_search_filters_by_service_trace_request_level_and_time(tmp_path: Path) -> None:

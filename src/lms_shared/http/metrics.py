@@ -1,7 +1,9 @@
 """The HTTP side of metrics: the request histogram, slow-request lines, ``/metrics``.
 
-:class:`MetricsMiddleware` is pure ASGI and sits just inside the request
-middleware (so the request id, and the trace, are still set when it logs).
+:class:`RequestRecorder` measures each finished request; a service's
+request middleware calls it itself, inside the request id and the trace
+(so the slow line carries them), and :class:`MetricsMiddleware` is the
+same as a pure ASGI layer for other apps.
 Per request it does one dictionary lookup and one histogram observation:
 ``http_server_request_duration_seconds`` by method, route *template* (never
 the raw path: ``/v1/courses/{course_id}``; no route matched: ``unmatched``)
@@ -32,7 +34,13 @@ from lms_shared.http.state import RuntimeState
 from lms_shared.observability import Metrics, get_logger
 from lms_shared.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["METRICS_PATH", "MetricsMiddleware", "install_metrics", "readiness_of"]
+__all__ = [
+    "METRICS_PATH",
+    "MetricsMiddleware",
+    "RequestRecorder",
+    "install_metrics",
+    "readiness_of",
+]
 
 METRICS_PATH = "/metrics"
 _READY_ROUTE = "/health/ready"
@@ -41,8 +49,48 @@ TraceId = Callable[[], str | None]
 Readiness = Callable[[], Awaitable[bool]]
 
 
+class RequestRecorder:
+    """What a finished request adds to the metrics: its histogram sample, a slow line.
+
+    :class:`MetricsMiddleware` calls it, and so does the service's
+    :class:`~lms_shared.http.request.RequestMiddleware` itself (one layer
+    less per request: it has the status, the route and the duration anyway).
+
+    Args:
+        metrics: the service's metrics.
+        trace_id: returns the current trace id (the slow-request line
+            carries it); the request id alone when ``None``.
+    """
+
+    def __init__(self, metrics: Metrics, *, trace_id: TraceId | None = None) -> None:
+        self.metrics = metrics
+        self.trace_id = trace_id
+        self.slow = metrics.config.slow_request
+        self.log = get_logger("lms.slow", service=metrics.service, version=metrics.version)
+
+    def __call__(self, scope: Scope, route: str | None, status: int, seconds: float) -> None:
+        """Record one request (``status`` 0: no response started, counted as 500)."""
+        self.metrics.http_request(scope["method"], route, status or 500, seconds)
+        if route == _READY_ROUTE:  # a probe just ran the checks: reuse the result
+            self.metrics.ready(status == 200)
+        if self.slow and seconds >= self.slow:
+            self._slow(scope, route, status, seconds)
+
+    def _slow(self, scope: Scope, route: str | None, status: int, seconds: float) -> None:
+        fields: dict[str, object] = {
+            "method": scope["method"],
+            "route": route,
+            "status": status or 500,
+            "duration_ms": round(seconds * 1000, 3),
+            "threshold_ms": round(self.slow * 1000, 3),
+        }
+        if self.trace_id is not None:
+            fields["trace_id"] = self.trace_id()
+        self.log.warning("slow request", **fields)
+
+
 class MetricsMiddleware:
-    """Measure every HTTP request; log the slow ones.
+    """Measure every HTTP request; log the slow ones (for apps without the request middleware).
 
     Args:
         app: the wrapped ASGI app.
@@ -53,10 +101,7 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, trace_id: TraceId | None = None) -> None:
         self.app = app
-        self.metrics = metrics
-        self.trace_id = trace_id
-        self.slow = metrics.config.slow_request
-        self.log = get_logger("lms.slow", service=metrics.service, version=metrics.version)
+        self.record = RequestRecorder(metrics, trace_id=trace_id)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,26 +119,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            seconds = time.perf_counter() - started
-            route = route_template(scope)
-            # no response started: the request middleware answers 500
-            self.metrics.http_request(scope["method"], route, status or 500, seconds)
-            if route == _READY_ROUTE:  # a probe just ran the checks: reuse the result
-                self.metrics.ready(status == 200)
-            if self.slow and seconds >= self.slow:
-                self._slow(scope, route, status, seconds)
-
-    def _slow(self, scope: Scope, route: str | None, status: int, seconds: float) -> None:
-        fields: dict[str, object] = {
-            "method": scope["method"],
-            "route": route,
-            "status": status or 500,
-            "duration_ms": round(seconds * 1000, 3),
-            "threshold_ms": round(self.slow * 1000, 3),
-        }
-        if self.trace_id is not None:
-            fields["trace_id"] = self.trace_id()
-        self.log.warning("slow request", **fields)
+            self.record(scope, route_template(scope), status, time.perf_counter() - started)
 
 
 def readiness_of(health: HealthRegistry, state: RuntimeState) -> Readiness:

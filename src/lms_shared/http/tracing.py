@@ -76,6 +76,10 @@ def close_server_span(
 ) -> None:
     """Name the span by its route, record the status (and ``error``), end it, restore."""
     span, token, current = opened
+    if not span.is_recording():  # not sampled: nothing to name or record
+        reset_current_tracing(current)
+        otel_context.detach(token)
+        return
     if error is not None:
         span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))

@@ -54,6 +54,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace import TraceState as OtelTraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE as _NO_STATE
 
 from lms_shared.caching import BoundedCache
 from lms_shared.observability._processor import BoundedBatchProcessor
@@ -313,7 +314,7 @@ class Tracing:
         else:
             trace_id = self.ids.generate_trace_id()
             sampled = trace_id & _ID_LIMIT < self._bound
-            state = OtelTraceState()
+            state = _NO_STATE
             remote = None
         context = SpanContext(
             trace_id,
