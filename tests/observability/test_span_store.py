@@ -5,8 +5,20 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, Status, StatusCode
+
 from lms_shared.observability._logstore import LogEntry, LogStore
-from lms_shared.observability._spanstore import SpanRecord, SpanStore
+from lms_shared.observability._serverspan import ServerSpan
+from lms_shared.observability._spanstore import (
+    SpanRecord,
+    SpanStore,
+    SpanStoreExporter,
+    server_record,
+    server_row,
+)
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -65,6 +77,39 @@ def test_a_file_of_the_old_layout_is_replaced(tmp_path: Path) -> None:
     assert "spans" not in tables
 
 
+def test_a_server_span_is_stored_directly_as_its_record_would_be(tmp_path: Path) -> None:
+    parent = SpanContext(int(TRACE, 16), 0x00F067AA0BA902B7, is_remote=True)
+    context = SpanContext(int(TRACE, 16), 0x00F067AA0BA902B8, is_remote=False)
+    span = ServerSpan(
+        "GET /v1/courses/{course_id}",
+        context,
+        parent,
+        {"http.request.method": "GET", "http.response.status_code": 503},
+        finish=lambda _: None,
+        resource=Resource.create({"service.name": "courses"}),
+        scope=InstrumentationScope("test"),
+    )
+    span.set_status(Status(StatusCode.ERROR))
+    span.end()
+    row = server_row(span)
+    record = server_record(span)
+    assert row == (
+        record.trace_id,
+        record.span_id,
+        record.parent_id,
+        "courses",
+        "GET /v1/courses/{course_id}",
+        "server",
+        record.start_ns,
+        record.end_ns,
+        "error",
+        '{"http.request.method":"GET","http.response.status_code":503}',
+    )
+    store = SpanStore(tmp_path / "spans.sqlite3")
+    assert SpanStoreExporter(store).export([span]) is SpanExportResult.SUCCESS
+    assert store.trace(TRACE) == [record]
+
+
 def test_the_log_store_indexes_only_what_is_appended_in_order(tmp_path: Path) -> None:
     store = LogStore(tmp_path / "logs.sqlite3")
     entry = LogEntry(
@@ -83,7 +128,7 @@ def test_the_log_store_indexes_only_what_is_appended_in_order(tmp_path: Path) ->
         indexes = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }
-    assert indexes == {"logs_by_time", "logs_by_service"}
+    assert indexes == {"log_batches_by_upto"}  # the running line count: pruning
     # searches by the ids still find the line (by a scan)
     assert [e.request_id for e in store.search(trace_id=TRACE)] == ["r-1"]
     assert [e.trace_id for e in store.search(request_id="r-1")] == [TRACE]

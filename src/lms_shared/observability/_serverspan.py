@@ -188,6 +188,10 @@ class ServerSpan(Span):
             self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
         self.end()
 
+    def attributes_dict(self) -> dict[str, AttributeValue]:
+        """The attributes themselves, for exporters (the span has ended: no more writes)."""
+        return self._attributes
+
     def fields(self) -> tuple[SpanContext, SpanContext | None, str, int, int, Status, Resource]:
         """``(context, parent, name, start_ns, end_ns, status, resource)`` of the ended span."""
         return (
