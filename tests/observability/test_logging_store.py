@@ -105,6 +105,15 @@ def test_lines_of_several_services_in_one_write_are_found_by_service(tmp_path: P
     assert store.count() == 6
 
 
+def test_ids_that_json_escapes_or_that_are_not_ascii_are_found(tmp_path: Path) -> None:
+    store = LogStore(tmp_path / "logs.sqlite3")
+    odd = ['r"1\\x', "r-ü-1", "r\t1"]
+    store.add([entry(n, request_id=rid) for n, rid in enumerate(odd)] + [entry(9)])
+    for n, rid in enumerate(odd):
+        assert [f.fields["n"] for f in store.search(request_id=rid)] == [n]
+    assert store.search(request_id="r") == []  # whole ids, not parts
+
+
 def test_a_file_of_the_row_per_line_layout_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "logs.sqlite3"
     with sqlite3.connect(path) as old:

@@ -269,7 +269,8 @@ class LogStore:
             return []  # nothing was written yet; do not create the file
         trace = trace_id.lower() if trace_id else None
         minimum = severity_of(level) if level else 0
-        needles = [n.encode() for n in (trace, request_id) if n]
+        # as the body writes them: JSON strings (a quote or backslash escaped), UTF-8
+        needles = [orjson.dumps(n)[1:-1] for n in (trace, request_id) if n]
         conn = self._connect()
         oldest = self._upto(conn) - self.max_lines  # lines up to this one are pruned
         names = "," + ",".join(services) + "," if services else None
