@@ -39,6 +39,8 @@ from sqlalchemy import MetaData, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from tests.test_demo import (
+    IDENTITY_URL,
+    PASSWORD,
     ROOT,
     SERVICES,
     assert_platform_gone,
@@ -48,6 +50,7 @@ from tests.test_demo import (
     summary_rows,
 )
 
+from examples.access import auth_settings, new_platform_secrets
 from examples.courses.app import build_service as build_courses
 from examples.courses.tables import Base as CoursesBase
 from examples.demo import run_scenario
@@ -59,6 +62,7 @@ from examples.grading.app import build_service as build_grading
 from examples.grading.tables import Base as GradingBase
 from examples.identity.app import build_service as build_identity
 from examples.identity.tables import Base as IdentityBase
+from examples.identity.tables import UserRow
 from examples.scenario import STEPS
 from lms_shared import Service, Settings, load_settings
 from lms_shared.db import Migrations, parse_database_url
@@ -166,6 +170,36 @@ async def service_tables(service: Service) -> set[str]:
     """The tables in the service's database (its schema on PostgreSQL)."""
     async with service.db.engine.connect() as conn:
         return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+# --- the bootstrap, raced ----------------------------------------------------------------------
+
+
+async def test_concurrent_bootstraps_make_exactly_one_admin(settings_for: SettingsFor) -> None:
+    identity = build_identity(
+        settings=load_settings(
+            **auth_settings("identity", IDENTITY_URL, new_platform_secrets()),
+            **settings_for("identity"),
+        )
+    )
+
+    def body(n: int) -> dict[str, Any]:
+        return {
+            "organization": {"name": f"Org {n}", "slug": f"org-{n}"},
+            "email": f"admin{n}@org{n}.edu",
+            "name": f"Admin {n}",
+            "password": PASSWORD,
+        }
+
+    async with service_client(identity) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/bootstrap", json=body(n)) for n in range(6))
+        )
+        async with identity.db.transaction(read_only=True) as tx:
+            admins = (await tx.scalars(select(UserRow.email))).all()
+    assert sorted(a.status_code for a in answers) == [201] + [409] * 5
+    assert {a.json()["code"] for a in answers if a.status_code == 409} == {"already-bootstrapped"}
+    assert len(admins) == 1
 
 
 # --- the scenario, twice ------------------------------------------------------------------------

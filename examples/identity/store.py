@@ -34,6 +34,8 @@ from .tables import OrganizationRow, UserRow
 
 __all__ = ["ORGANIZATIONS", "USERS", "IdentityStore"]
 
+_BOOTSTRAP_LOCK = 0x6C6D7362  # "lmsb": one bootstrap at a time (PostgreSQL)
+
 ORGANIZATIONS = QuerySpec(
     OrganizationRow,
     filters={"slug": ["eq", "prefix"], "name": ["eq", "icontains"]},
@@ -192,6 +194,10 @@ class IdentityStore:
         password_hash = await self._hasher.ahash(data.password.get_secret_value())
 
         async def insert(tx: AsyncSession) -> Bootstrapped:
+            if (await tx.connection()).dialect.name == "postgresql":
+                # concurrent bootstraps take turns, so the second counts the first's
+                # admin (SQLite writers hold the write lock from BEGIN already)
+                await tx.execute(select(func.pg_advisory_xact_lock(_BOOTSTRAP_LOCK)))
             if await tx.scalar(select(func.count(UserRow.id))):
                 raise Conflict(
                     "the platform already has users; an admin registers the others",
