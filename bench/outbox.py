@@ -17,7 +17,10 @@ for ``--seconds`` per variant per round, in interleaved rounds:
 
 The relay is the production one (woken by the commit, rows deleted once
 the broker confirmed them); only its transport's ``publish`` is wrapped to
-note the time of each acknowledgement.
+note the time of each acknowledgement. Once set up, the process freezes
+its start-up objects out of full garbage collections, as a started
+service does (``LMS_GC_FREEZE``); without that, each full collection of
+this process was a ~110 ms stall, which alone made the p99.
 
 Target (issue 12): the outbox adds <= 2 ms p99 (the outbox's p99 minus
 direct publishing's p99, the median over rounds). Needs NATS on 4222 and
@@ -49,6 +52,7 @@ from bench.brokers import NATS_URL, drop_stream
 from lms_shared.db import Database, DatabaseConfig
 from lms_shared.events import Event, EventBus, Message, Transport
 from lms_shared.events.sql import SqlOutbox, create_event_tables
+from lms_shared.gcfreeze import freeze_startup_objects
 from lms_shared.testing import DEFAULT_POSTGRES_URL, postgres_unreachable
 
 TARGET_MS = 2.0  # the outbox adds at most this much to the p99
@@ -178,6 +182,7 @@ async def measure(url: str, rounds: int, seconds: float, rate: float) -> list[Co
         for bus in (direct, through):
             bus.publishes(Ticked)
             await bus.start()
+        freeze_startup_objects()  # as a started service does (LMS_GC_FREEZE)
         await _direct(direct, rate, 0.5)  # warm up: connections, statement caches
         await _outbox(through, db, acked, rate, 0.5)
         for n in range(rounds):

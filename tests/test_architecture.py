@@ -30,6 +30,7 @@ FLOORS: dict[str, int] = {
     "settings": 0,
     "caching": 0,
     "jsonlimits": 0,
+    "gcfreeze": 0,
     # 1: capabilities that know nothing of HTTP
     "models": 1,
     "security": 1,

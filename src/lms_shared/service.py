@@ -31,6 +31,7 @@ from lms_shared.discovery import Discovery, DiscoveryConfig
 from lms_shared.errors import Catalogue, ErrorCode, SettingsError
 from lms_shared.events import PROBLEMS as EVENT_PROBLEMS
 from lms_shared.events import EventBus
+from lms_shared.gcfreeze import freeze_startup_objects
 from lms_shared.http.auth import install_auth, protected_routes
 from lms_shared.http.client_keys import key_chain
 from lms_shared.http.cors import CorsPolicy
@@ -458,9 +459,15 @@ class Service:
         configure_service_logging(settings, service=self.name, version=self.version)
         self._check_auth()
         await self.lifecycle.start()
+        # what start-up built lives as long as the process: out of full collections
+        frozen = freeze_startup_objects() if settings.gc_freeze else 0
         self.state.draining = False  # a service can be started again after a stop
         self.state.started = True
-        self.log.info("service started", components=[c.name for c in self.lifecycle.components])
+        self.log.info(
+            "service started",
+            components=[c.name for c in self.lifecycle.components],
+            **({"gc_frozen": frozen} if frozen else {}),
+        )
         try:
             yield
         finally:

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
         health_check_timeout: seconds each readiness check may take.
         problem_base_uri: prefix of every problem ``type`` URI.
         docs_enabled: serve ``/docs`` and ``/openapi.json``.
+        gc_freeze: once started, freeze the objects alive then out of the
+            garbage collector's full collections (:mod:`lms_shared.gcfreeze`:
+            a ~100 ms pause each otherwise).
         secret_key: the service's own signing secret, if it has one.
         database_replica_urls: read replicas (JSON list of URLs); read-only
             transactions go to them in turn.
@@ -244,6 +247,7 @@ class Settings(BaseSettings):
     health_check_timeout: Seconds = 2.0
     problem_base_uri: str = "https://lms.example.org/problems/"
     docs_enabled: bool = True
+    gc_freeze: bool = True
 
     secret_key: SecretStr | None = None
 
