@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -324,3 +326,52 @@ async def test_the_outbox_can_be_given_to_the_constructor(sql_db: Database) -> N
         assert message.attributes["id"] == sent.id
     finally:
         await bus.stop()
+
+
+async def test_the_relay_naps_until_a_commit_its_linger_or_a_sweep(sql_db: Database) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    relay = bus.relay
+    assert relay is not None
+    flushes: list[float] = []
+    real_relay = relay.store.relay
+
+    async def counted(publish: Any, *, limit: int) -> int:
+        flushes.append(clock.monotonic())
+        return await real_relay(publish, limit=limit)
+
+    relay.store.relay = counted  # type: ignore[method-assign]
+
+    async def napping() -> None:
+        deadline = time.monotonic() + 10  # real time: the flushes wait on the database
+        while time.monotonic() < deadline:
+            if clock.sleepers == 1 and relay._waiter is not None:
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("the relay never went back to its nap")
+
+    await bus.start()
+    try:
+        await napping()  # the start's flush, then the linger (connection held)
+        assert flushes == [0]
+        await clock.advance(relay.linger)  # the linger ran out: release, nap till the sweep
+        await napping()
+        assert flushes == [0]  # the timer woke no flush
+        async with sql_db.transaction() as tx:
+            sent = await bus.publish(course("Go"), outbox=tx)
+        deadline = time.monotonic() + 10
+        while not transport.published and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert [m.id for m in transport.published] == [sent.id]  # woken by the commit
+        await napping()  # the commit's flush ran, and the relay lingers again
+        assert flushes == [0, relay.linger]  # at once: the clock did not move
+        await clock.advance(relay.linger)
+        await napping()
+        assert len(flushes) == 2
+        await clock.advance(HOUR)  # the sweep's time
+        await napping()
+        assert len(flushes) == 3  # the sweep ran
+    finally:
+        await asyncio.wait_for(bus.stop(), 5)  # a stop ends a nap
+    assert not relay.running

@@ -130,6 +130,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stop = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None
         self._held = contextlib.AsyncExitStack()
         self._holding = False
         self._log = get_logger("lms.events.outbox")
@@ -142,6 +143,13 @@ class OutboxRelay:
     def wake(self) -> None:
         """Publish soon: a transaction with outbox rows committed."""
         self._wakeup.set()
+        self._resume(True)
+
+    def _resume(self, early: bool) -> None:
+        """Resume the relay's :meth:`_nap`, if it is in one (``early``: not the timer)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(early)
 
     async def flush(self) -> int:
         """Publish every pending row now; returns how many.
@@ -177,6 +185,7 @@ class OutboxRelay:
             return
         self._stopping = True
         self._stop.set()
+        self._resume(True)
         sleeper = asyncio.get_running_loop().create_task(self.clock.sleep(timeout))
         try:
             await asyncio.wait({task, sleeper}, return_when=asyncio.FIRST_COMPLETED)
@@ -240,14 +249,41 @@ class OutboxRelay:
                 self._holding = False
                 await self._held.aclose()
 
+    async def _nap(self, seconds: float) -> bool:
+        """Wait for a commit, a stop or ``seconds``; True when a commit or stop ended it.
+
+        The relay's own task awaits one future that a commit (:meth:`wake`),
+        :meth:`stop` or the timer resolves: a commit resumes it in one step
+        of the event loop, where waiting on three tasks took three (each
+        step also runs whatever else is ready: under load a fraction of a
+        millisecond of every event's commit-to-broker latency).
+        """
+        if self._wakeup.is_set() or self._stop.is_set():
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        timer = loop.create_task(self.clock.sleep(seconds))
+
+        def rang(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and not waiter.done():
+                waiter.set_result(False)
+
+        timer.add_done_callback(rang)
+        self._waiter = waiter
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+            timer.cancel()
+
     async def _sleep(self, seconds: float, *, wakeable: bool) -> bool:
         # a commit ends a sweep's wait, not a backoff's; stopping ends either.
         # True: it ended early (a commit or stop)
+        if wakeable:
+            return await self._nap(seconds)
         loop = asyncio.get_running_loop()
         timer = loop.create_task(self.clock.sleep(seconds))
         waiters: list[asyncio.Task[Any]] = [timer, loop.create_task(self._stop.wait())]
-        if wakeable:
-            waiters.append(loop.create_task(self._wakeup.wait()))
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
