@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,8 +150,22 @@ async def test_retries_are_bounded_and_the_final_error_is_typed(
     assert await count(db) == 0  # every attempt was rolled back
 
 
-async def test_a_conflict_is_retried_until_it_succeeds(live: Live, clock: ManualClock) -> None:
-    db = live()
+class _StreamMoved(StaleRead):
+    """A StaleRead of the caller's own, with its own problem code."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        lambda: OperationalError("UPDATE", {}, _Deadlock()),
+        lambda: _StreamMoved("read version 1, now 2"),  # optimistic concurrency of our own
+    ],
+    ids=["deadlock", "stale-read"],
+)
+async def test_a_conflict_is_retried_until_it_succeeds(
+    live: Live, clock: ManualClock, error: Callable[[], Exception]
+) -> None:
+    db = live(retry_attempts=3)
     calls = 0
 
     async def flaky(tx: AsyncSession) -> str:
@@ -159,51 +174,32 @@ async def test_a_conflict_is_retried_until_it_succeeds(live: Live, clock: Manual
         tx.add(Item(id=calls, name=f"try {calls}"))
         await tx.flush()
         if calls < 3:
-            raise OperationalError("UPDATE", {}, _Deadlock())
+            raise error()
         return "done"
 
     assert await db.run(flaky) == "done"
-    assert calls == 3
-    async with db.transaction(read_only=True) as tx:
-        assert list(await tx.scalars(select(Item.name))) == ["try 3"]
-
-
-class _StreamMoved(StaleRead):
-    """A StaleRead of the caller's own, with its own problem code."""
-
-
-async def test_a_stale_read_reruns_the_unit_and_the_last_one_surfaces_as_it_is(
-    live: Live, clock: ManualClock
-) -> None:
-    db = live(retry_attempts=3, retry_backoff=0.1)
-    calls = 0
-
-    async def stale_twice(tx: AsyncSession) -> str:
-        nonlocal calls
-        calls += 1
-        tx.add(Item(id=calls, name=f"try {calls}"))
-        await tx.flush()
-        if calls < 3:
-            raise _StreamMoved(f"read version {calls}, now {calls + 1}")
-        return "done"
-
-    assert await db.run(stale_twice) == "done"
     assert calls == 3
     assert len(clock.slept) == 2
     async with db.transaction(read_only=True) as tx:
         assert list(await tx.scalars(select(Item.name))) == ["try 3"]
 
+
+async def test_a_stale_read_that_persists_surfaces_as_it_is(live: Live) -> None:
+    db = live(retry_attempts=3)
+    calls = 0
+
     async def always_stale(tx: AsyncSession) -> None:
         nonlocal calls
         calls += 1
+        tx.add(Item(id=calls, name="lost"))
+        await tx.flush()
         raise _StreamMoved("someone else keeps writing")
 
-    calls = 0
     with pytest.raises(_StreamMoved, match="keeps writing") as caught:
         await db.run(always_stale)
     assert calls == 3
     assert caught.value.status == 409
-    assert await count(db) == 1  # only the successful attempt above was kept
+    assert await count(db) == 0  # every attempt was rolled back
     calls = 0
     with pytest.raises(_StreamMoved):  # a plain transaction() is one attempt
         async with db.transaction() as tx:

@@ -224,17 +224,17 @@ class OutboxRelay:
                     failures=self.failures,
                     retry_in=round(delay, 3),
                 )
-                await self._sleep(delay, wakeable=False)
+                await self._backoff(delay)
                 continue
             if self.failures:
                 self._log.info("outbox relay recovered", failures=self.failures)
             self.failures, self.last_error, self.failing_since = 0, None, None
             if self._stopping:
                 return
-            if await self._sleep(self.linger, wakeable=True):
+            if await self._nap(self.linger):
                 continue  # a commit (or stop) came while the connection was held
             await self._release()
-            await self._sleep(self.sweep - self.linger, wakeable=True)
+            await self._nap(self.sweep - self.linger)
 
     async def _hold(self) -> None:
         hold = getattr(self.store, "hold", None)
@@ -253,10 +253,9 @@ class OutboxRelay:
         """Wait for a commit, a stop or ``seconds``; True when a commit or stop ended it.
 
         The relay's own task awaits one future that a commit (:meth:`wake`),
-        :meth:`stop` or the timer resolves: a commit resumes it in one step
-        of the event loop, where waiting on three tasks took three (each
-        step also runs whatever else is ready: under load a fraction of a
-        millisecond of every event's commit-to-broker latency).
+        :meth:`stop` or the timer resolves, so a commit resumes it in one
+        step of the event loop (each step also runs whatever else is ready:
+        under load, part of every event's commit-to-broker latency).
         """
         if self._wakeup.is_set() or self._stop.is_set():
             return True
@@ -276,11 +275,8 @@ class OutboxRelay:
             self._waiter = None
             timer.cancel()
 
-    async def _sleep(self, seconds: float, *, wakeable: bool) -> bool:
-        # a commit ends a sweep's wait, not a backoff's; stopping ends either.
-        # True: it ended early (a commit or stop)
-        if wakeable:
-            return await self._nap(seconds)
+    async def _backoff(self, seconds: float) -> None:
+        """Wait ``seconds`` after a failure; a stop ends it early, a commit does not."""
         loop = asyncio.get_running_loop()
         timer = loop.create_task(self.clock.sleep(seconds))
         waiters: list[asyncio.Task[Any]] = [timer, loop.create_task(self._stop.wait())]
@@ -290,4 +286,3 @@ class OutboxRelay:
             for task in waiters:
                 task.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
-        return not (timer.done() and not timer.cancelled())

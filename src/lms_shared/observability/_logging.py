@@ -528,23 +528,7 @@ class LineWriter:
         text = orjson.dumps(line, default=str, option=orjson.OPT_UTC_Z).decode()
         stream.write(text + "\n")
         _flush_soon(stream)
-        shipper: LogShipper | None = _state["shipper"]
-        if shipper is not None:  # _ship's entry, from fields known to be strings
-            trace_id, span_id = ids if ids is not None else (None, None)
-            service = line.get("service")
-            shipper.submit(
-                LogEntry(
-                    time.time_ns(),
-                    "info",
-                    service if isinstance(service, str) and service else "unknown",
-                    self.name,
-                    self.event,
-                    trace_id,
-                    span_id,
-                    request_id,
-                    text,
-                )
-            )
+        _ship(line, text)
 
 
 FLUSH_EVERY = 0.05
