@@ -281,7 +281,9 @@ class LogStore:
                 continue  # a byte search spares parsing the batch
             first = upto - lines  # the line number before this batch's first
             for index, row in reversed(list(enumerate(orjson.loads(body), start=first + 1))):
-                if index <= oldest or row[_SEVERITY] < minimum:
+                if index <= oldest:  # pruned, and so is every older line
+                    return found[::-1]
+                if row[_SEVERITY] < minimum:
                     continue
                 if (trace is not None and row[_TRACE] != trace) or (
                     request_id is not None and row[_REQUEST] != request_id

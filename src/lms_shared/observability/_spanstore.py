@@ -296,28 +296,8 @@ class SpanStoreExporter(SpanExporter, TakesServerSpans):
         self.store.close()
 
 
-def server_record(span: ServerSpan) -> SpanRecord:
-    """The stored form of a finished :class:`ServerSpan`."""
-    context, parent, name, start_ns, end_ns, status, resource = span.fields()
-    return SpanRecord(
-        trace_id=f"{context.trace_id:032x}",
-        span_id=f"{context.span_id:016x}",
-        parent_id=f"{parent.span_id:016x}" if parent is not None else None,
-        service=str(resource.attributes.get("service.name", "unknown")),
-        name=name,
-        kind="server",
-        start_ns=start_ns,
-        end_ns=end_ns,
-        status="error" if status.status_code is StatusCode.ERROR else "ok",
-        attributes=dict(span.attributes),
-    )
-
-
 def server_row(span: ServerSpan) -> SpanRow:
-    """The stored row of a finished :class:`ServerSpan`, built directly (every request's path).
-
-    The same values as :func:`server_record`, without the record in between.
-    """
+    """The stored row of a finished :class:`ServerSpan`, built directly (every request's path)."""
     context, parent, name, start_ns, end_ns, status, resource = span.fields()
     return (
         f"{context.trace_id:032x}",
