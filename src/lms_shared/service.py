@@ -52,6 +52,7 @@ from lms_shared.http.problems import ProblemRenderer, install_problem_handlers
 from lms_shared.http.proxies import ForwardedMiddleware, TrustedProxies
 from lms_shared.http.ratelimit import RateLimitMiddleware
 from lms_shared.http.request import RequestMiddleware
+from lms_shared.http.routes import move_behind
 from lms_shared.http.security_headers import SecurityHeadersMiddleware
 from lms_shared.http.state import RuntimeState
 from lms_shared.http.versioning import Deprecation, DeprecationRules, versioned_router
@@ -206,6 +207,7 @@ class Service:
             critical = settings.ratelimit_on_error == "deny"
             self.health.add("ratelimit", self.rate_limits.ping, critical=critical)
         self._install_middleware(settings, clock, base_url)
+        self._own_routes = list(self.app.router.routes)  # moved behind the service's own
 
     @property
     def db(self) -> Database:
@@ -459,6 +461,8 @@ class Service:
         configure_service_logging(settings, service=self.name, version=self.version)
         self._check_auth()
         await self.lifecycle.start()
+        # the probes and docs behind the service's routes, where that changes no answer
+        move_behind(self.app.router.routes, self._own_routes)
         # what start-up built lives as long as the process: out of full collections
         frozen = freeze_startup_objects() if settings.gc_freeze else 0
         self.state.draining = False  # a service can be started again after a stop
