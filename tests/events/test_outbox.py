@@ -375,3 +375,149 @@ async def test_the_relay_naps_until_a_commit_its_linger_or_a_sweep(sql_db: Datab
     finally:
         await asyncio.wait_for(bus.stop(), 5)  # a stop ends a nap
     assert not relay.running
+
+
+async def test_a_commit_is_published_from_memory_once_the_table_was_read(
+    sql_db: Database,
+) -> None:
+    clock = ManualClock()
+    bus = make_bus(sql_db, MemoryTransport(clock), clock)  # never started: relay() by hand
+    outbox = bus.outbox
+    assert isinstance(outbox, SqlOutbox)
+    broker = MemoryTransport(clock)
+    await broker.start()
+    try:
+        async with sql_db.transaction() as tx:
+            first = await bus.publish(course("a"), outbox=tx)
+        assert await outbox.relay(broker.publish, limit=10) == 1  # the first read of the table
+        async with sql_db.transaction() as tx:
+            second = await bus.publish(course("b"), outbox=tx)
+        async with sql_db.transaction() as tx:  # its row spoiled: a read would drop it
+            await tx.execute(text("UPDATE lms_event_outbox SET attributes = '[]'"))
+        assert await outbox.relay(broker.publish, limit=10) == 1
+        assert [m.id for m in broker.published] == [first.id, second.id]
+        assert broker.published[1].attributes["type"] == CoursePublished.event_type()
+        assert await outbox.relay(broker.publish, limit=10) == 0  # nothing new: no read
+        outbox.rescan()
+        assert await outbox.relay(broker.publish, limit=10) == 0  # deleted once confirmed
+        assert await pending(sql_db) == 0
+    finally:
+        await broker.stop()
+
+
+async def test_rows_of_a_rolled_back_savepoint_are_never_published(sql_db: Database) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    await bus.start()
+    try:
+        while clock.sleepers == 0:  # the relay read the table at start: memory serves next
+            await asyncio.sleep(0)
+        async with sql_db.transaction() as tx:
+            kept = await bus.publish(course("kept"), outbox=tx)
+            savepoint = await tx.begin_nested()
+            await bus.publish(course("undone"), outbox=tx)
+            await savepoint.rollback()
+            after = await bus.publish(course("after"), outbox=tx)
+        deadline = time.monotonic() + 10
+        while len(transport.published) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)  # the commit woke the relay: it reads the table
+        assert await bus.flush() == 0
+        assert [m.id for m in transport.published] == [kept.id, after.id]
+        assert await pending(sql_db) == 0
+    finally:
+        await bus.stop()
+
+
+async def test_after_a_failed_publish_the_rows_go_out_in_commit_order_once(
+    sql_db: Database,
+) -> None:
+    clock = ManualClock(auto_advance=True)  # the relay's backoff passes at once
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    relay = bus.relay
+    assert relay is not None
+    await bus.start()
+    try:
+        transport.reachable = False
+        sent = []
+        async with sql_db.transaction() as tx:
+            sent.append(await bus.publish(course("a"), outbox=tx))
+        deadline = time.monotonic() + 10
+        while not relay.failures and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert relay.failures
+        for title in ("b", "c"):
+            async with sql_db.transaction() as tx:
+                sent.append(await bus.publish(course(title), outbox=tx))
+        transport.reachable = True
+        while len(transport.published) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert await bus.flush() == 0
+        assert [m.id for m in transport.published] == [e.id for e in sent]
+        assert await pending(sql_db) == 0
+    finally:
+        await bus.stop()
+
+
+async def test_rows_of_another_process_are_published_at_the_sweep(sql_db: Database) -> None:
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    relay = bus.relay
+    assert relay is not None
+    await bus.start()
+    other_db = same_database(sql_db)
+    other = make_bus(other_db, MemoryTransport(clock), clock)  # its relay never runs
+    try:
+        async with sql_db.transaction() as tx:
+            mine = await bus.publish(course("mine"), outbox=tx)
+        async with other_db.transaction() as tx:
+            theirs = await other.publish(course("theirs"), outbox=tx)
+        deadline = time.monotonic() + 10
+
+        async def napping() -> None:
+            while not (clock.sleepers == 1 and relay._waiter is not None):
+                assert time.monotonic() < deadline, "the relay never went back to its nap"
+                await asyncio.sleep(0.001)
+
+        while not transport.published and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        await napping()
+        assert [m.id for m in transport.published] == [mine.id]  # memory knows only its own
+        await clock.advance(relay.linger)
+        await napping()
+        await clock.advance(HOUR)  # the sweep reads the table
+        while len(transport.published) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert [m.id for m in transport.published] == [mine.id, theirs.id]
+    finally:
+        await bus.stop()
+        await other_db.stop()
+
+
+async def test_commits_beyond_what_memory_keeps_are_read_from_the_table(
+    sql_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lms_shared.events.sql.MAX_FRESH", 2)
+    clock = ManualClock()
+    bus = make_bus(sql_db, MemoryTransport(clock), clock)  # never started: no relay runs
+    outbox = bus.outbox
+    assert isinstance(outbox, SqlOutbox)
+    broker = MemoryTransport(clock)
+    await broker.start()
+    try:
+        assert await outbox.relay(broker.publish, limit=10) == 0  # read: the table is empty
+        sent = []
+        for title in ("a", "b", "c"):
+            async with sql_db.transaction() as tx:
+                sent.append(await bus.publish(course(title), outbox=tx))
+        async with sql_db.transaction() as tx:  # another process took the first one
+            await tx.execute(text(f"DELETE FROM lms_event_outbox WHERE event_id = '{sent[0].id}'"))
+        assert await outbox.relay(broker.publish, limit=1) == 1  # from the table, in order
+        assert await outbox.relay(broker.publish, limit=1) == 1
+        assert await outbox.relay(broker.publish, limit=1) == 0
+        assert [m.id for m in broker.published] == [e.id for e in sent[1:]]  # memory gave up
+        assert await pending(sql_db) == 0
+    finally:
+        await broker.stop()

@@ -14,6 +14,10 @@ The relay is woken by the commit itself (the store hooks the session's
 default) picks up rows another process committed, or rows left when the
 broker was down. While publishing fails it backs off (full jitter) and
 ignores wake-ups, so a down broker is not hammered once per commit.
+A store may publish the rows its own process committed straight from
+memory (:class:`~lms_shared.events.sql.SqlOutbox` does): the relay then
+has it read its table at start, at every sweep and on :meth:`flush`
+(its optional ``rescan()``), where rows of other processes wait.
 While it is busy it keeps one database connection (a store's optional
 ``hold()``, as :class:`~lms_shared.events.sql.SqlOutbox` has), so a cycle
 costs no pool checkout; it gives it back after ``linger`` seconds without
@@ -152,11 +156,21 @@ class OutboxRelay:
             waiter.set_result(early)
 
     async def flush(self) -> int:
-        """Publish every pending row now; returns how many.
+        """Publish every pending row now, the table read too; returns how many.
 
         Raises:
             PublishFailed: the broker did not confirm (the rows stay).
         """
+        self._rescan()
+        return await self._publish_pending()
+
+    def _rescan(self) -> None:
+        """Have a store that publishes its own commits from memory read its table next."""
+        rescan = getattr(self.store, "rescan", None)
+        if rescan is not None:
+            rescan()
+
+    async def _publish_pending(self) -> int:
         total = 0
         async with self._lock:
             while True:
@@ -184,6 +198,7 @@ class OutboxRelay:
         if task is None:
             return
         self._stopping = True
+        self._rescan()  # the last publish reads the table too
         self._stop.set()
         self._resume(True)
         sleeper = asyncio.get_running_loop().create_task(self.clock.sleep(timeout))
@@ -206,7 +221,7 @@ class OutboxRelay:
             self._wakeup.clear()
             try:
                 await self._hold()
-                await self.flush()
+                await self._publish_pending()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker, the database: retry after a backoff
@@ -234,7 +249,8 @@ class OutboxRelay:
             if await self._nap(self.linger):
                 continue  # a commit (or stop) came while the connection was held
             await self._release()
-            await self._nap(self.sweep - self.linger)
+            if not await self._nap(self.sweep - self.linger):
+                self._rescan()  # the sweep: rows of other processes, of crashed runs
 
     async def _hold(self) -> None:
         hold = getattr(self.store, "hold", None)

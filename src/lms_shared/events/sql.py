@@ -23,7 +23,9 @@ then runs handlers in its units of work, so a handler's own
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     delete,
     event,
@@ -60,6 +63,7 @@ from lms_shared.events._dead_letters import DeadLetter, DeadLetterQuery
 from lms_shared.events._errors import DeadLetterStoreUnavailable
 from lms_shared.events._inbox import DuplicateDelivery, InboxEntry
 from lms_shared.events._outbox import Publish
+from lms_shared.events._outbox_commits import CommitTracker, Row
 from lms_shared.events._transport import Message
 from lms_shared.observability import get_logger
 
@@ -82,6 +86,8 @@ INBOX_TABLE: Final = "lms_event_inbox"
 DEAD_LETTER_TABLE: Final = "lms_dead_letters"
 
 _WAKERS = "lms_outbox_wakers"
+MAX_FRESH: Final = 1000
+"""Committed rows kept in memory for the relay; beyond, it reads them from the table."""
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid
 
 
@@ -164,6 +170,12 @@ def _insert_ignore(dialect: str, table: Table) -> Insert:
     raise NotImplementedError(f"the event stores support SQLite and PostgreSQL, not {dialect}")
 
 
+def _returns_seqs(session: AsyncSession) -> bool:
+    """Whether an insert of many rows can return their sequence numbers in order."""
+    dialect = session.get_bind().dialect
+    return bool(dialect.insert_executemany_returning_sort_by_parameter_order)
+
+
 def _attributes(message: Message) -> str:
     return orjson.dumps(dict(message.attributes)).decode()
 
@@ -197,6 +209,31 @@ class SqlOutbox:
         self._held: AsyncConnection | None = None
         self._held_busy = False
         self._take: str | None = None
+        self._settle_sql: str | None = None
+        self._unsettled: list[Row] = []
+        self._settling: asyncio.Task[None] | None = None
+        # rows this process committed, published from memory while the table
+        # holds nothing older that memory does not know of (see relay())
+        self._fresh: deque[Row] = deque()
+        self._commits = CommitTracker(self._committed, self.rescan)
+        self._rescans = 1  # rescans asked for; the first relay() reads the table
+        self._rescanned = 0  # the last of them a table read that drained it honoured
+
+    def rescan(self) -> None:
+        """Make the next :meth:`relay` read the table, not only memory.
+
+        The relay asks at start, at every sweep and when asked to flush: the
+        table may hold rows memory does not know of (another process's, a
+        crashed run's, a transaction whose savepoint rolled back).
+        """
+        self._rescans += 1
+
+    def _committed(self, rows: list[Row]) -> None:
+        if len(self._fresh) + len(rows) > MAX_FRESH:  # no relay keeps up: the table has them
+            self._fresh.clear()
+            self.rescan()
+            return
+        self._fresh.extend(rows)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -224,6 +261,7 @@ class SqlOutbox:
         finally:
             self._holding -= 1
             if not self._holding:
+                await self._settled()
                 await self._drop(invalidate=False)
 
     async def _drop(self, *, invalidate: bool) -> None:
@@ -280,22 +318,10 @@ class SqlOutbox:
         Raises:
             TypeError: ``tx`` is neither.
         """
-        if isinstance(tx, AsyncSession):
-            target: Any = tx.sync_session
-            hook = "after_commit"
-            info = tx.info
-        elif isinstance(tx, AsyncConnection):
-            target = tx.sync_connection
-            hook = "commit"
-            info = tx.info
-        else:
+        if not isinstance(tx, AsyncSession | AsyncConnection):
             raise TypeError(
                 f"outbox= takes the transaction's AsyncSession, not {type(tx).__name__}"
             )
-        wakers: set[Callable[[], None]] = info.setdefault(_WAKERS, set())
-        if on_commit not in wakers:
-            wakers.add(on_commit)
-            event.listen(target, hook, lambda *_: on_commit())
         now = self.clock.now()
         rows = [
             {
@@ -307,19 +333,110 @@ class SqlOutbox:
             }
             for message in messages
         ]
+        if isinstance(tx, AsyncSession) and _returns_seqs(tx):
+            # the sequence numbers, so the relay can publish these from memory
+            taken = insert(self.table).returning(self.table.c.seq, sort_by_parameter_order=True)
+            seqs = (await tx.execute(taken, rows)).scalars().all()
+            self._commits.track(tx.sync_session, list(zip(seqs, messages, strict=True)), on_commit)
+            return
+        # a connection's "commit" event comes before the commit: the table decides
+        self.rescan()
+        target: Any = tx.sync_session if isinstance(tx, AsyncSession) else tx.sync_connection
+        wakers: set[Callable[[], None]] = tx.info.setdefault(_WAKERS, set())
+        if on_commit not in wakers:
+            wakers.add(on_commit)
+            hook = "after_commit" if isinstance(tx, AsyncSession) else "commit"
+            event.listen(target, hook, lambda *_: on_commit())
         await tx.execute(insert(self.table), rows)
 
     async def relay(self, publish: Publish, *, limit: int) -> int:
-        """Publish the oldest rows, then delete them, in one transaction.
+        """Publish the oldest rows, then delete them.
 
-        On PostgreSQL one statement takes and deletes the rows (``DELETE
-        ... RETURNING`` of rows locked ``FOR UPDATE SKIP LOCKED``, sent
-        straight through asyncpg), and the deletion commits only after
-        ``publish`` returned: relays of several instances share the work
-        without publishing a row twice, and a failed publish rolls the
-        rows back. On SQLite the rows are read, published, then deleted;
-        two processes may both publish a row (the inbox absorbs it).
+        Rows this process committed are published from memory (a session's
+        transaction hands them over when it commits) and deleted once
+        ``publish`` returned: no read stands between a commit and the
+        broker. Memory is used only while the table holds no row memory
+        does not know of: until a read of the table found it drained after
+        the last :meth:`rescan`, and never after a failed publish (the
+        rows stay in the table, read in order next time).
+
+        Otherwise the table is read. On PostgreSQL one statement takes and
+        deletes the rows (``DELETE ... RETURNING`` of rows locked ``FOR
+        UPDATE SKIP LOCKED``, sent straight through asyncpg), and the
+        deletion commits only after ``publish`` returned: relays of several
+        instances share the work without publishing a row twice, and a
+        failed publish rolls the rows back. On SQLite the rows are read,
+        published, then deleted; two processes may both publish a row (the
+        inbox absorbs it), as may a sweep of another instance and the
+        process publishing its own rows from memory.
         """
+        if self._rescanned == self._rescans:
+            if not self._fresh:
+                return 0
+            return await self._relay_fresh(publish, limit)
+        await self._settled()
+        wanted = self._rescans
+        count, taken = await self._relay_table(publish, limit)
+        if self._fresh and taken:  # by event id: SQLite may give a deleted row's seq again
+            self._fresh = deque(row for row in self._fresh if row[1].id not in taken)
+        if count < limit:
+            self._rescanned = wanted  # drained: what memory holds is all there is
+        return count
+
+    async def _relay_fresh(self, publish: Publish, limit: int) -> int:
+        rows = [self._fresh.popleft() for _ in range(min(limit, len(self._fresh)))]
+        try:
+            await publish([message for _, message in rows])
+        except BaseException:
+            self._fresh.clear()  # in the table, read in order after the failure
+            self.rescan()
+            raise
+        # deleted behind the relay's back: the next commit's publish need not wait for it
+        self._unsettled.extend(rows)
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.get_running_loop().create_task(self._settle())
+        return len(rows)
+
+    async def _settle(self) -> None:
+        """Delete the published rows, batch after batch, until none is left."""
+        while self._unsettled:
+            rows, self._unsettled = self._unsettled, []
+            try:
+                await self._settle_rows(rows)
+            except Exception as exc:  # published but still in the table: read again
+                self.rescan()
+                self._log.warning("published outbox rows not deleted", error=str(exc)[:300])
+
+    async def _settled(self) -> None:
+        """Wait until every published row is deleted (before the table is read or let go)."""
+        while self._settling is not None and not self._settling.done():
+            await asyncio.shield(self._settling)
+
+    async def _settle_rows(self, rows: list[Row]) -> None:
+        """Delete published rows: by sequence number *and* event id.
+
+        SQLite gives the sequence number of a deleted last row to the next
+        one, so a row another process took and deleted meanwhile may have a
+        successor with its number: the event id tells them apart.
+        """
+        seqs = [seq for seq, _ in rows]
+        ids = [message.id for _, message in rows]
+        t = self.table
+        async with self._relay_connection() as conn:
+            if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                if self._settle_sql is None:
+                    among_seqs = any_(bindparam("seqs", type_=postgresql.ARRAY(t.c.seq.type)))
+                    among_ids = any_(bindparam("ids", type_=postgresql.ARRAY(t.c.event_id.type)))
+                    settle = delete(t).where(t.c.seq == among_seqs, t.c.event_id == among_ids)
+                    self._settle_sql = str(settle.compile(dialect=conn.dialect))
+                await driver.execute(self._settle_sql, seqs, ids)
+            else:
+                async with conn.begin():
+                    await conn.execute(delete(t).where(t.c.seq.in_(seqs), t.c.event_id.in_(ids)))
+
+    async def _relay_table(self, publish: Publish, limit: int) -> tuple[int, set[str]]:
         async with self._relay_connection() as conn:
             if conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg":
                 return await self._relay_asyncpg(conn, publish, limit)
@@ -327,12 +444,14 @@ class SqlOutbox:
             async with conn.begin():
                 rows = list((await conn.execute(select(t).order_by(t.c.seq).limit(limit))).all())
                 if not rows:
-                    return 0
-                await self._publish(publish, [(row.seq, row.attributes, row.data) for row in rows])
+                    return 0, set()
+                ids = await self._publish(publish, [(r.seq, r.attributes, r.data) for r in rows])
                 await conn.execute(delete(t).where(t.c.seq.in_([row.seq for row in rows])))
-            return len(rows)
+            return len(rows), ids
 
-    async def _relay_asyncpg(self, conn: AsyncConnection, publish: Publish, limit: int) -> int:
+    async def _relay_asyncpg(
+        self, conn: AsyncConnection, publish: Publish, limit: int
+    ) -> tuple[int, set[str]]:
         # the driver itself: a third of SQLAlchemy's CPU per cycle, which is
         # the relay's latency in a busy service; SQLAlchemy has no transaction
         # open on ``conn`` meanwhile
@@ -347,11 +466,12 @@ class SqlOutbox:
         async with driver.transaction():
             rows = await driver.fetch(self._take, limit)
             if not rows:
-                return 0
-            await self._publish(publish, sorted((row[0], row[1], row[2]) for row in rows))
-        return len(rows)
+                return 0, set()
+            ids = await self._publish(publish, sorted((row[0], row[1], row[2]) for row in rows))
+        return len(rows), ids
 
-    async def _publish(self, publish: Publish, rows: Sequence[tuple[Any, str, Any]]) -> None:
+    async def _publish(self, publish: Publish, rows: Sequence[tuple[Any, str, Any]]) -> set[str]:
+        """Publish rows read from the table; returns the ids of their events."""
         messages: list[Message] = []
         for seq, attributes, data in rows:
             try:
@@ -360,6 +480,7 @@ class SqlOutbox:
                 self._log.error("unreadable outbox row removed", seq=seq, error=str(exc)[:300])
         if messages:
             await publish(messages)
+        return {message.id for message in messages}
 
     async def pending(self) -> int:
         """How many rows wait for the relay."""
