@@ -521,3 +521,29 @@ async def test_commits_beyond_what_memory_keeps_are_read_from_the_table(
         assert await pending(sql_db) == 0
     finally:
         await broker.stop()
+
+
+async def test_commits_of_plain_connections_wake_the_relay_once_committed(
+    sql_db: Database,
+) -> None:
+    # a connection's "commit" event fires before the commit: a relay woken then
+    # read the table too early, and every row after the first of a pooled
+    # connection waited for the sweep (which this clock never brings)
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    await bus.start()
+    try:
+        while clock.sleepers == 0:
+            await asyncio.sleep(0)
+        sent = []
+        for n in range(20):
+            async with sql_db.engine.begin() as conn:
+                sent.append(await bus.publish(course(str(n)), outbox=conn))
+        deadline = time.monotonic() + 10
+        while len(transport.published) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert [m.id for m in transport.published] == [e.id for e in sent]
+        assert clock.monotonic() == 0  # woken by the commits alone
+    finally:
+        await bus.stop()

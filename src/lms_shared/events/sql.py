@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
+from weakref import WeakKeyDictionary
 
 import orjson
 from sqlalchemy import (
@@ -54,8 +55,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
 
 from lms_shared.clock import Clock, SystemClock
 from lms_shared.db import UtcDateTime
@@ -85,7 +88,6 @@ OUTBOX_TABLE: Final = "lms_event_outbox"
 INBOX_TABLE: Final = "lms_event_inbox"
 DEAD_LETTER_TABLE: Final = "lms_dead_letters"
 
-_WAKERS = "lms_outbox_wakers"
 MAX_FRESH: Final = 1000
 """Committed rows kept in memory for the relay; beyond, it reads them from the table."""
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: the rowid
@@ -170,6 +172,32 @@ def _insert_ignore(dialect: str, table: Table) -> Insert:
     raise NotImplementedError(f"the event stores support SQLite and PostgreSQL, not {dialect}")
 
 
+def _after(connection: Connection, wake: Callable[[], None]) -> None:
+    """``wake()`` once ``connection``'s transaction, committing now, has ended.
+
+    A connection's ``commit`` event comes *before* the commit (SQLAlchemy
+    has no event after it), and a relay woken then reads the table before
+    the rows are visible: they would wait for the next sweep. So the wake
+    waits, on the event loop, until the transaction is over (committed or
+    failed; a failed one leaves no rows, and the relay finds none).
+    """
+
+    async def when_done() -> None:
+        waited = 0.0
+        while connection.in_transaction() and waited < _COMMIT_WAIT:
+            await asyncio.sleep(0.001)
+            waited += 0.001
+        wake()
+
+    task = asyncio.get_running_loop().create_task(when_done())
+    _WAITING.add(task)
+    task.add_done_callback(_WAITING.discard)
+
+
+_COMMIT_WAIT = 30.0  # seconds; then the relay is woken anyway (the sweep's interval)
+_WAITING: set[asyncio.Task[None]] = set()  # the tasks of _after, kept until done
+
+
 def _returns_seqs(session: AsyncSession) -> bool:
     """Whether an insert of many rows can return their sequence numbers in order."""
     dialect = session.get_bind().dialect
@@ -210,6 +238,9 @@ class SqlOutbox:
         self._held_busy = False
         self._take: str | None = None
         self._settle_sql: str | None = None
+        self._wakers: WeakKeyDictionary[Session | Connection, set[Callable[[], None]]] = (
+            WeakKeyDictionary()
+        )
         self._unsettled: list[Row] = []
         self._settling: asyncio.Task[None] | None = None
         # rows this process committed, published from memory while the table
@@ -339,14 +370,27 @@ class SqlOutbox:
             seqs = (await tx.execute(taken, rows)).scalars().all()
             self._commits.track(tx.sync_session, list(zip(seqs, messages, strict=True)), on_commit)
             return
-        # a connection's "commit" event comes before the commit: the table decides
-        self.rescan()
-        target: Any = tx.sync_session if isinstance(tx, AsyncSession) else tx.sync_connection
-        wakers: set[Callable[[], None]] = tx.info.setdefault(_WAKERS, set())
+
+        # rows memory does not hold: once committed, the table decides (asked
+        # then, not now: a read running before the commit would not see them)
+        def committed() -> None:
+            self.rescan()
+            on_commit()
+
+        # per Session or Connection object: ``tx.info`` of a connection is the
+        # pooled DBAPI connection's, which outlives the object a listener is on
+        target: Session | Connection | None
+        target = tx.sync_session if isinstance(tx, AsyncSession) else tx.sync_connection
+        if target is None:
+            raise TypeError("outbox= takes a connection inside its transaction")
+        wakers = self._wakers.setdefault(target, set())
         if on_commit not in wakers:
             wakers.add(on_commit)
-            hook = "after_commit" if isinstance(tx, AsyncSession) else "commit"
-            event.listen(target, hook, lambda *_: on_commit())
+            if isinstance(target, Session):
+                event.listen(target, "after_commit", lambda *_: committed())
+            else:
+                connection = target
+                event.listen(connection, "commit", lambda *_: _after(connection, committed))
         await tx.execute(insert(self.table), rows)
 
     async def relay(self, publish: Publish, *, limit: int) -> int:
