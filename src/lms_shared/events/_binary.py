@@ -10,8 +10,9 @@ format asks).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -41,6 +42,8 @@ from lms_shared.events._json import load_json
 from lms_shared.events._transport import Message, unchecked_message
 
 __all__ = ["from_binary", "from_message", "to_binary", "to_message", "to_messages"]
+
+T = TypeVar("T")
 
 
 def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
@@ -86,6 +89,37 @@ def _binary(event: CloudEvent, extensions: Mapping[str, str]) -> tuple[dict[str,
         raise InvalidEvent(f"data cannot be written as JSON: {exc}") from None
 
 
+_REMEMBERED: dict[tuple[str, str], Any] = {}
+REMEMBER_VALUES = 512
+"""Checked attribute values remembered (then forgotten all at once)."""
+REMEMBER_LENGTH = 256
+"""Longer values are checked every time."""
+
+
+def _remembered(name: str, value: str, check: Callable[[str, str], T]) -> T:
+    """``check(name, value)``, remembered when it passed.
+
+    The events of a batch repeat most attributes (source, type, content
+    type, schema version, trace and correlation ids): a check is a pure
+    function of the name and the value, so a value that passed once passes
+    again and parses to the same immutable value. Values that fail are
+    checked every time (the same error each time).
+    """
+    key = (name, value)
+    found = _REMEMBERED.get(key, _UNSEEN)
+    if found is not _UNSEEN:
+        return cast(T, found)
+    result = check(name, value)
+    if len(value) <= REMEMBER_LENGTH:
+        if len(_REMEMBERED) >= REMEMBER_VALUES:
+            _REMEMBERED.clear()
+        _REMEMBERED[key] = result
+    return result
+
+
+_UNSEEN = object()
+
+
 def from_binary(
     attributes: Mapping[str, str], body: bytes, *, limits: EnvelopeLimits = DEFAULT_LIMITS
 ) -> CloudEvent:
@@ -123,16 +157,16 @@ def from_binary(
     time = attributes.get("time")
     parsed_time = None if time is None else parse_timestamp(time)
     extensions = {
-        name: extension_from_string(name, value)
+        name: _remembered(name, value, extension_from_string)
         for name, value in attributes.items()
         if name not in CORE_ATTRIBUTES
     }
     # what the constructor checks, in its order (data fits: JSON only for a JSON type)
     event_id = check_string("id", attributes["id"])
-    source = check_uri_reference("source", attributes["source"])
-    event_type = check_string("type", attributes["type"])
+    source = _remembered("source", attributes["source"], check_uri_reference)
+    event_type = _remembered("type", attributes["type"], check_string)
     if content_type is not None:
-        check_media_type("datacontenttype", content_type)
+        _remembered("datacontenttype", content_type, check_media_type)
     dataschema = attributes.get("dataschema")
     if dataschema is not None:
         check_uri("dataschema", dataschema)
