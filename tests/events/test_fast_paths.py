@@ -24,6 +24,7 @@ from lms_shared.events import (
     Message,
     current_trace_context,
 )
+from lms_shared.events import _binary
 from lms_shared.events._attributes import format_timestamp, parse_timestamp
 from lms_shared.events._binary import from_message, to_message, to_messages
 from lms_shared.events._envelope import unchecked_event
@@ -312,3 +313,42 @@ async def test_a_handler_sees_one_child_context_of_the_events_trace(bus: EventBu
     assert trace_id(first.traceparent) == "c" * 32
     assert first.traceparent != TRACEPARENT
     assert current_trace_context() is None
+
+
+def _attributes(**extra: str) -> dict[str, str]:
+    return {
+        "id": str(uuid.uuid4()),
+        "source": "/courses",
+        "specversion": "1.0",
+        "type": "lms.test.course.published",
+        "datacontenttype": "application/json",
+        "traceparent": TRACEPARENT,
+        "schemaversion": "2",
+        **extra,
+    }
+
+
+def test_a_remembered_check_answers_as_the_check_and_a_failed_one_is_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_binary, "_REMEMBERED", {})
+    first = _binary.from_binary(_attributes(), b'{"a": 1}')
+    again = _binary.from_binary(_attributes(), b'{"a": 1}')  # from memory, the same values
+    assert (again.source, again.type, again.schemaversion) == ("/courses", first.type, 2)
+    assert again.extensions == first.extensions
+    for _ in range(2):  # refused every time, with the check's own reason
+        with pytest.raises(InvalidEvent, match="schemaversion"):
+            _binary.from_binary(_attributes(schemaversion="two"), b"{}")
+        with pytest.raises(InvalidEvent, match="source"):
+            _binary.from_binary(_attributes(source="bad uri\n"), b"{}")
+    assert all(value != "two" for _, value in _binary._REMEMBERED)
+
+
+def test_what_the_checks_remember_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_binary, "_REMEMBERED", {})
+    for n in range(3 * _binary.REMEMBER_VALUES):
+        _binary.from_binary(_attributes(correlationid=f"c-{n}"), b"{}")
+        assert len(_binary._REMEMBERED) <= _binary.REMEMBER_VALUES
+    long = "x" * (_binary.REMEMBER_LENGTH + 1)
+    _binary.from_binary(_attributes(correlationid=long), b"{}")
+    assert ("correlationid", long) not in _binary._REMEMBERED
