@@ -22,9 +22,9 @@ from lms_shared.events import (
     InvalidEvent,
     InvalidEventData,
     Message,
+    _binary,
     current_trace_context,
 )
-from lms_shared.events import _binary
 from lms_shared.events._attributes import format_timestamp, parse_timestamp
 from lms_shared.events._binary import from_message, to_message, to_messages
 from lms_shared.events._envelope import unchecked_event
