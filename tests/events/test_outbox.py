@@ -547,3 +547,43 @@ async def test_commits_of_plain_connections_wake_the_relay_once_committed(
         assert clock.monotonic() == 0  # woken by the commits alone
     finally:
         await bus.stop()
+
+
+async def test_a_released_savepoint_publishes_nothing_before_the_outer_commit(
+    sql_db: Database,
+) -> None:
+    # SQLAlchemy calls after_commit for a released savepoint too
+    clock = ManualClock()
+    transport = MemoryTransport(clock)
+    bus = make_bus(sql_db, transport, clock)
+    await bus.start()
+    try:
+        while clock.sleepers == 0:  # the start's table read is done: memory serves next
+            await asyncio.sleep(0)
+
+        async def change(fail: bool) -> list[str]:
+            async with sql_db.transaction() as tx:
+                first = await bus.publish(course("before"), outbox=tx)
+                savepoint = await tx.begin_nested()
+                second = await bus.publish(course("inside"), outbox=tx)
+                await savepoint.commit()
+                for _ in range(50):
+                    await asyncio.sleep(0)
+                assert transport.published == []  # the outer transaction goes on
+                if fail:
+                    raise RuntimeError("the outer change failed")
+            return [first.id, second.id]
+
+        with pytest.raises(RuntimeError, match="outer"):
+            await change(fail=True)
+        assert await bus.flush() == 0
+        assert transport.published == []
+        sent = await change(fail=False)
+        deadline = time.monotonic() + 10
+        while len(transport.published) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        assert [m.id for m in transport.published] == sent
+        assert await bus.flush() == 0
+        assert await pending(sql_db) == 0
+    finally:
+        await bus.stop()

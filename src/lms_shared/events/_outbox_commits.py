@@ -1,8 +1,9 @@
 """Which outbox rows a session's transaction committed, so the relay can publish them from memory.
 
-SQLAlchemy's session events say when the outermost transaction committed
-(``after_commit``, after the database did) and when any transaction rolled
-back, a savepoint included (``after_soft_rollback``). Rows written in a
+SQLAlchemy's session events say when a transaction committed
+(``after_commit``, after the database did; for a released savepoint too,
+told apart by the outer transaction still being active) and when any
+transaction rolled back, a savepoint included (``after_soft_rollback``). Rows written in a
 transaction are handed over when it commits. Rows of a transaction in which
 a savepoint rolled back after they were written are not: which of them
 survived is the database's to say, so they are left to the table (the
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from lms_shared.events._transport import Message
 
-__all__ = ["CommitTracker", "Row"]
+__all__ = ["CommitTracker", "Row", "committed_for_good"]
 
 Row = tuple[int, Message]
 """An outbox row: its sequence number and the message it holds."""
@@ -64,7 +65,19 @@ class CommitTracker:
             pending.wakers.append(wake)
 
 
+def committed_for_good(session: Session) -> bool:
+    """In an ``after_commit`` listener: whether the outermost transaction committed.
+
+    SQLAlchemy calls ``after_commit`` for a released savepoint too; the
+    outer transaction is then still active, and may yet roll back.
+    """
+    outer = session.get_transaction()
+    return outer is None or not outer.is_active
+
+
 def _after_commit(session: Session) -> None:
+    if not committed_for_good(session):
+        return
     trackers: dict[CommitTracker, _Pending] = session.info[_PENDING]
     for tracker, pending in list(trackers.items()):
         if not pending.rows and not pending.wakers:

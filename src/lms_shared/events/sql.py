@@ -66,7 +66,7 @@ from lms_shared.events._dead_letters import DeadLetter, DeadLetterQuery
 from lms_shared.events._errors import DeadLetterStoreUnavailable
 from lms_shared.events._inbox import DuplicateDelivery, InboxEntry
 from lms_shared.events._outbox import Publish
-from lms_shared.events._outbox_commits import CommitTracker, Row
+from lms_shared.events._outbox_commits import CommitTracker, Row, committed_for_good
 from lms_shared.events._transport import Message
 from lms_shared.observability import get_logger
 
@@ -387,7 +387,12 @@ class SqlOutbox:
         if on_commit not in wakers:
             wakers.add(on_commit)
             if isinstance(target, Session):
-                event.listen(target, "after_commit", lambda *_: committed())
+                session = target
+                event.listen(
+                    session,
+                    "after_commit",
+                    lambda *_: committed() if committed_for_good(session) else None,
+                )
             else:
                 connection = target
                 event.listen(connection, "commit", lambda *_: _after(connection, committed))
