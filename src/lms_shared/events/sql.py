@@ -198,9 +198,12 @@ _COMMIT_WAIT = 30.0  # seconds; then the relay is woken anyway (the sweep's inte
 _WAITING: set[asyncio.Task[None]] = set()  # the tasks of _after, kept until done
 
 
-def _returns_seqs(session: AsyncSession) -> bool:
-    """Whether an insert of many rows can return their sequence numbers in order."""
-    dialect = session.get_bind().dialect
+def _returns_seqs(session: AsyncSession, table: Table) -> bool:
+    """Whether an insert of many rows into ``table`` can return their sequence numbers in order."""
+    try:
+        dialect = session.get_bind(clause=insert(table)).dialect
+    except SQLAlchemyError:  # no bind the session can name: the insert will tell
+        return False
     return bool(dialect.insert_executemany_returning_sort_by_parameter_order)
 
 
@@ -364,7 +367,7 @@ class SqlOutbox:
             }
             for message in messages
         ]
-        if isinstance(tx, AsyncSession) and _returns_seqs(tx):
+        if isinstance(tx, AsyncSession) and _returns_seqs(tx, self.table):
             # the sequence numbers, so the relay can publish these from memory
             taken = insert(self.table).returning(self.table.c.seq, sort_by_parameter_order=True)
             seqs = (await tx.execute(taken, rows)).scalars().all()
