@@ -233,3 +233,27 @@ async def test_route_overrides_inside_versioned_routers_are_found() -> None:
         listed = [(await client.get("/v1/users")).status_code for _ in range(5)]
     assert codes == [200, 200, 429]
     assert set(listed) == {200}
+
+
+async def test_each_path_and_method_gets_its_own_routes_limit_however_many_were_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("lms_shared.http.ratelimit.REMEMBERED_PATHS", 3)
+    service = build(ratelimit_default="1000/minute")
+
+    @service.router.get("/v1/courses/{course_id}")
+    @limit("500/minute", name="course")
+    async def course(course_id: int) -> dict[str, int]:
+        return {"course": course_id}
+
+    def policy(response: Any) -> str:
+        return str(response.headers["ratelimit-policy"]).split(";")[0]
+
+    async with service_client(service) as client:
+        for n in range(10):  # more paths than remembered: forgotten, matched again
+            assert policy(await client.get(f"/v1/courses/{n}")) == '"course"'
+            assert policy(await client.get("/v1/courses")) == '"default"'
+            assert policy(await client.post("/v1/login")) == '"login"'
+            # GET of the login path: no route matches fully, the default applies
+            assert policy(await client.get("/v1/login")) == '"default"'
+            assert "ratelimit-policy" not in (await client.get("/v1/public")).headers
