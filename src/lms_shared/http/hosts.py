@@ -207,13 +207,13 @@ class HostsMiddleware:
         if kind == "websocket" or host is None:
             await self.app(scope, receive, send)
             return
-        own = f"{scope.get('scheme', 'http')}://{host}".encode("latin-1")
-        base = self.base_url.encode()
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = message.get("headers", ())
                 if any(n.lower() in _URL_HEADERS for n, _ in headers):
+                    own = f"{scope.get('scheme', 'http')}://{host}".encode("latin-1")
+                    base = self.base_url.encode()
                     message["headers"] = [
                         (n, _rebased(v, own, base) if n.lower() in _URL_HEADERS else v)
                         for n, v in headers
