@@ -58,6 +58,14 @@ async def pending(db: Database) -> int:
     return await SqlOutbox(db).pending()
 
 
+async def published(transport: MemoryTransport, count: int) -> list[str]:
+    """The ids ``transport`` published, once there are ``count`` (or 10 s of real time passed)."""
+    deadline = time.monotonic() + 10  # real time: the relay waits on the database
+    while len(transport.published) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+    return [m.id for m in transport.published]
+
+
 async def test_an_event_is_published_after_its_transaction_commits_and_not_before(
     sql_db: Database,
 ) -> None:
@@ -419,9 +427,8 @@ async def test_rows_of_a_rolled_back_savepoint_are_never_published(sql_db: Datab
             await bus.publish(course("undone"), outbox=tx)
             await savepoint.rollback()
             after = await bus.publish(course("after"), outbox=tx)
-        deadline = time.monotonic() + 10
-        while len(transport.published) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)  # the commit woke the relay: it reads the table
+        # the commit woke the relay: it reads the table
+        assert await published(transport, 2) == [kept.id, after.id]
         assert await bus.flush() == 0
         assert [m.id for m in transport.published] == [kept.id, after.id]
         assert await pending(sql_db) == 0
@@ -451,10 +458,9 @@ async def test_after_a_failed_publish_the_rows_go_out_in_commit_order_once(
             async with sql_db.transaction() as tx:
                 sent.append(await bus.publish(course(title), outbox=tx))
         transport.reachable = True
-        while len(transport.published) < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
+        assert await published(transport, 3) == [e.id for e in sent]
         assert await bus.flush() == 0
-        assert [m.id for m in transport.published] == [e.id for e in sent]
+        assert [m.id for m in transport.published] == [e.id for e in sent]  # once
         assert await pending(sql_db) == 0
     finally:
         await bus.stop()
@@ -481,16 +487,13 @@ async def test_rows_of_another_process_are_published_at_the_sweep(sql_db: Databa
                 assert time.monotonic() < deadline, "the relay never went back to its nap"
                 await asyncio.sleep(0.001)
 
-        while not transport.published and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
+        assert await published(transport, 1) == [mine.id]
         await napping()
         assert [m.id for m in transport.published] == [mine.id]  # memory knows only its own
         await clock.advance(relay.linger)
         await napping()
         await clock.advance(HOUR)  # the sweep reads the table
-        while len(transport.published) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        assert [m.id for m in transport.published] == [mine.id, theirs.id]
+        assert await published(transport, 2) == [mine.id, theirs.id]
     finally:
         await bus.stop()
         await other_db.stop()
@@ -540,10 +543,7 @@ async def test_commits_of_plain_connections_wake_the_relay_once_committed(
         for n in range(20):
             async with sql_db.engine.begin() as conn:
                 sent.append(await bus.publish(course(str(n)), outbox=conn))
-        deadline = time.monotonic() + 10
-        while len(transport.published) < len(sent) and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        assert [m.id for m in transport.published] == [e.id for e in sent]
+        assert await published(transport, len(sent)) == [e.id for e in sent]
         assert clock.monotonic() == 0  # woken by the commits alone
     finally:
         await bus.stop()
@@ -579,10 +579,7 @@ async def test_a_released_savepoint_publishes_nothing_before_the_outer_commit(
         assert await bus.flush() == 0
         assert transport.published == []
         sent = await change(fail=False)
-        deadline = time.monotonic() + 10
-        while len(transport.published) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.001)
-        assert [m.id for m in transport.published] == sent
+        assert await published(transport, 2) == sent
         assert await bus.flush() == 0
         assert await pending(sql_db) == 0
     finally:
